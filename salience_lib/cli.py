@@ -1,0 +1,100 @@
+"""Command line: ``python -m salience_lib {make-data,train,report} ...``.
+
+Each subcommand imports its module lazily so that ``--help`` is instant and a missing optional
+dependency of one command does not break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+# OpenMP spin-waiting on a busy 2-core machine made training ~30x slower (SPEC §5); must be set
+# before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _add_make_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "make-data",
+        help="generate the synthetic-face data set in CYBORG's layout",
+        description="Train n images; val n/6, test n/3 (seen + unseen families), non-face n/12.",
+    )
+    p.add_argument("--out", required=True, help="output folder, e.g. data/faces64")
+    p.add_argument("--n", type=int, default=6000, help="number of training images (other splits scale)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="processes (output is identical for any number)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--checker-amplitude",
+        type=float,
+        default=0.05,
+        help="period-2 checkerboard in artifact regions (the signature shared by all families)",
+    )
+    p.add_argument("--shortcut-amplitude", type=float, default=0.10, help="striped corner stamp (the shortcut cue)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_make_data)
+
+
+def _run_make_data(args: argparse.Namespace) -> int:
+    from salience_lib import synthetic
+
+    synthetic.main_make_data(args)
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train models (one per seed) with the xent or cyborg loss",
+        description="Train one model per seed; complete runs with the same recipe are reused, "
+        "interrupted runs resume from their last finished epoch. Unset options take the quick "
+        "profile's defaults (salience_lib.training.TrainConfig).",
+    )
+    p.add_argument("--data", required=True, help="CYBORG-layout data folder")
+    p.add_argument("--loss", required=True, choices=["xent", "cyborg"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--arch", default="small_cnn", help="small_cnn or a torchvision classifier name")
+    p.add_argument("--out", default="runs", help="folder for checkpoints")
+    p.add_argument("--epochs", type=int, help="default 16")
+    p.add_argument("--batch-size", type=int, help="default 64")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    p.add_argument("--weight-decay", type=float, help="default 0")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], help="default adam")
+    p.add_argument("--schedule", choices=["onecycle", "step", "constant"], help="default onecycle")
+    p.add_argument("--alpha", type=float, help="CE weight of the CYBORG loss (default 0.5)")
+    p.add_argument("--image-size", type=int, help="resize images to this side (default: native size)")
+    p.add_argument("--weights", help="local backbone state_dict file, e.g. ImageNet weights (never downloaded)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--amp", choices=["none", "bf16", "fp16"], help="autocast dtype (default none)")
+    p.add_argument(
+        "--no-channels-last", dest="channels_last", action="store_false", default=None, help="use NCHW tensors"
+    )
+    p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from salience_lib import training
+
+    training.main_train(args)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m salience_lib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_make_data(sub)
+    _add_train(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen subcommand; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)

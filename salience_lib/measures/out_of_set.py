@@ -1,0 +1,228 @@
+"""(b) How does salience react to out-of-set input?
+
+*Paired perturbations* (salt-and-pepper, Gaussian noise, Gaussian blur): for each severity, the
+similarity of the salience of the perturbed image to the salience of the clean image, and the change
+of the probability of the class predicted on the clean image. The per-model summary is the area
+under the similarity-vs-severity curve, normalised by the severity range to [0, 1] (1 = salience
+never moves). The paper's protocol is salt-and-pepper noise at
+:data:`SALT_AND_PEPPER_FRACTIONS` (Crum et al. 2023, §IV-B).
+
+*Distribution shift* (unseen generator families, non-face images): there is no paired clean image,
+so the distributions are compared instead — entropy of salience (:mod:`.entropy`) and the similarity
+of each map to the model's mean in-set map (:func:`similarity_to_mean_map`, with
+:class:`MeanMapAccumulator` streaming the mean map).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from salience_lib.imaging import gaussian_blur, gaussian_noise
+from salience_lib.imaging import salt_and_pepper as _salt_and_pepper
+from salience_lib.inference import class_probabilities
+from salience_lib.maps import check_maps
+from salience_lib.measures.accumulator import Accumulator
+from salience_lib.similarity import ssim
+
+__all__ = [
+    "FAMILIES",
+    "SALT_AND_PEPPER_FRACTIONS",
+    "MeanMapAccumulator",
+    "PerturbationAccumulator",
+    "PerturbationCurve",
+    "normalised_auc",
+    "perturbation_curve",
+    "salt_and_pepper",
+    "similarity_to_mean_map",
+]
+
+Explainer = Callable[[torch.Tensor], torch.Tensor]
+Similarity = Callable[..., torch.Tensor]
+Family = Callable[[torch.Tensor, float, torch.Generator | None], torch.Tensor]
+
+SALT_AND_PEPPER_FRACTIONS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+"""The paper's salt-and-pepper schedule (fraction of pixels replaced)."""
+
+
+def salt_and_pepper(images: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace a ``fraction`` of pixel positions per image by black or white (see :mod:`salience_lib.imaging`)."""
+    return _salt_and_pepper(images, fraction, generator)
+
+
+FAMILIES: dict[str, tuple[Family, tuple[float, ...]]] = {
+    "salt_and_pepper": (salt_and_pepper, SALT_AND_PEPPER_FRACTIONS),
+    "gaussian_noise": (lambda x, s, g: gaussian_noise(x, s, g), (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)),
+    "gaussian_blur": (lambda x, s, g: gaussian_blur(x, s), (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)),
+}
+"""Perturbation families by name: ``(function(images, severity, generator), default severities)``.
+Blur σ is in pixels at the data's resolution; noise σ in image-value units."""
+
+
+def normalised_auc(severities: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    r"""Trapezoidal area under ``values`` (..., S) over ``severities`` (S,), divided by the range.
+
+    :math:`\frac{1}{s_{max} - s_{min}} \int v(s)\, ds` — for values in [0, 1] the result is in [0, 1].
+    """
+    span = float(severities[-1] - severities[0])
+    if span <= 0:
+        raise ValueError("`severities` must be increasing with at least two distinct values")
+    return torch.trapezoid(values, severities.to(values), dim=-1) / span
+
+
+@dataclass
+class PerturbationCurve:
+    """Per-image curves of one perturbation family.
+
+    Attributes:
+        family: the family's name.
+        severities: ``(S,)``.
+        similarity: ``(B, S)`` similarity of S(perturbed) to S(clean).
+        probability: ``(B, S)`` probability of the clean prediction on the perturbed image.
+        clean_probability: ``(B,)`` the same on the clean image.
+        targets: ``(B,)`` the class predicted on the clean image.
+    """
+
+    family: str
+    severities: torch.Tensor
+    similarity: torch.Tensor
+    probability: torch.Tensor
+    clean_probability: torch.Tensor
+    targets: torch.Tensor
+
+    @property
+    def probability_change(self) -> torch.Tensor:
+        """``(B, S)`` change of the clean prediction's probability (negative = less confident)."""
+        return self.probability - self.clean_probability[:, None]
+
+    def auc(self) -> torch.Tensor:
+        """``(B,)`` normalised area under each image's similarity-vs-severity curve."""
+        return normalised_auc(self.severities, self.similarity)
+
+
+def _resolve_family(family: str | Family, severities: Sequence[float] | None) -> tuple[str, Family, torch.Tensor]:
+    if isinstance(family, str):
+        if family not in FAMILIES:
+            raise ValueError(f"unknown perturbation `family` {family!r}; known: {sorted(FAMILIES)} or a callable")
+        function, default = FAMILIES[family]
+        name = family
+    elif callable(family):
+        function, default, name = family, None, getattr(family, "__name__", "custom")
+    else:
+        raise TypeError(f"`family` must be a name or a callable, got {type(family).__name__}")
+    chosen = default if severities is None else tuple(float(s) for s in severities)
+    if chosen is None:
+        raise ValueError("`severities` must be given for a custom perturbation family")
+    grid = torch.tensor(chosen, dtype=torch.float64)
+    if grid.numel() < 2 or not bool((grid[1:] > grid[:-1]).all()):
+        raise ValueError(f"`severities` must be strictly increasing with at least 2 values, got {list(chosen)}")
+    return name, function, grid
+
+
+def perturbation_curve(
+    model: nn.Module,
+    explainer: Explainer,
+    images: torch.Tensor,
+    family: str | Family = "salt_and_pepper",
+    severities: Sequence[float] | None = None,
+    similarity: Similarity = ssim,
+    generator: torch.Generator | None = None,
+) -> PerturbationCurve:
+    """Similarity of salience and probability of the clean prediction along a severity schedule.
+
+    Args:
+        model: the classifier (run in eval mode; its flags are restored).
+        explainer: ``images -> (B, h, w)`` maps, e.g. a :class:`~salience_lib.salience.GradCAM`.
+        images: ``(B, C, H, W)`` clean images in [0, 1].
+        family: a name in :data:`FAMILIES` or ``function(images, severity, generator)``.
+        severities: increasing schedule; default the family's (the paper's for salt-and-pepper).
+        similarity: map similarity ``(a, b) -> (B,)``.
+        generator: optional generator for the random families.
+    """
+    name, function, grid = _resolve_family(family, severities)
+    clean_maps = explainer(images)
+    check_maps(clean_maps, "explainer output")
+    clean_prob = class_probabilities(model, images)
+    targets = clean_prob.argmax(dim=1)
+    sims, probs = [], []
+    for severity in grid.tolist():
+        perturbed = function(images, severity, generator)
+        sims.append(similarity(explainer(perturbed), clean_maps))
+        probs.append(class_probabilities(model, perturbed).gather(1, targets[:, None])[:, 0])
+    return PerturbationCurve(
+        family=name,
+        severities=grid,
+        similarity=torch.stack(sims, dim=1),
+        probability=torch.stack(probs, dim=1),
+        clean_probability=clean_prob.gather(1, targets[:, None])[:, 0],
+        targets=targets,
+    )
+
+
+class PerturbationAccumulator(Accumulator):
+    """Streams :func:`perturbation_curve` results of one family.
+
+    ``compute()`` gives the AUC summary and, per severity, the mean similarity and mean probability
+    change (with CIs).
+    """
+
+    def __init__(self, family: str, severities: Sequence[float]) -> None:
+        super().__init__()
+        self.family = family
+        self.severities = tuple(float(s) for s in severities)
+
+    def config(self) -> dict[str, object]:
+        return {"family": self.family, "severities": self.severities}
+
+    def update(self, curve: PerturbationCurve) -> None:
+        """Add one batch's curves."""
+        if tuple(curve.severities.tolist()) != self.severities or curve.family != self.family:
+            raise ValueError(
+                f"curve ({curve.family}, {tuple(curve.severities.tolist())}) does not match the accumulator "
+                f"({self.family}, {self.severities})"
+            )
+        self._cat("auc", curve.auc())
+        for i in range(len(self.severities)):
+            self._cat(f"similarity@{i}", curve.similarity[:, i])
+            self._cat(f"probability_change@{i}", curve.probability_change[:, i])
+
+    def compute(self) -> dict[str, object]:
+        """AUC summary and the per-severity curve summaries."""
+        return {
+            "auc": self.summary("auc"),
+            "severities": list(self.severities),
+            "similarity": [self.summary(f"similarity@{i}") for i in range(len(self.severities))],
+            "probability_change": [self.summary(f"probability_change@{i}") for i in range(len(self.severities))],
+            "n": self.count,
+        }
+
+
+def similarity_to_mean_map(maps: torch.Tensor, mean_map: torch.Tensor, similarity: Similarity = ssim) -> torch.Tensor:
+    """Similarity of each map ``(B, H, W)`` to a reference mean map ``(H, W)`` — for unpaired shifts."""
+    maps = check_maps(maps)
+    if not isinstance(mean_map, torch.Tensor) or mean_map.shape != maps.shape[1:]:
+        raise ValueError(
+            f"`mean_map` must be a tensor of shape {tuple(maps.shape[1:])}, got {getattr(mean_map, 'shape', None)}"
+        )
+    return similarity(maps, mean_map.to(maps).expand_as(maps).contiguous())
+
+
+class MeanMapAccumulator(Accumulator):
+    """Streams the mean salience map of a model over a data set (the in-set reference)."""
+
+    def update(self, maps: torch.Tensor) -> None:
+        """Add a batch of ``(B, H, W)`` maps."""
+        maps = check_maps(maps)
+        self._add("sum", maps.sum(dim=0))
+        self._add("count", torch.tensor(maps.shape[0], device=maps.device))
+
+    @property
+    def count(self) -> int:
+        return int(self.total("count")) if "count" in self._sums else 0
+
+    def compute(self) -> torch.Tensor:
+        """The ``(H, W)`` mean map (float32)."""
+        return (self.total("sum") / self.total("count")).float()

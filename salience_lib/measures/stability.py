@@ -1,0 +1,137 @@
+"""(d) Is salience stable across training runs?
+
+For K models of one recipe that differ only in their seed, per image the mean similarity over all
+K(K−1)/2 pairs of their maps:
+
+.. math:: \\mathrm{stab}(x) = \\binom{K}{2}^{-1} \\sum_{i<j} \\mathrm{sim}\\big(S_i(x), S_j(x)\\big)
+
+Also the K×K matrix of pair means (:func:`pairwise_similarity`), a between-recipe baseline
+(:func:`cross_set_similarity`: every run of one recipe against every run of the other) and agreement
+with a reference such as human annotation maps (:func:`agreement_with_reference`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from salience_lib.maps import check_maps, resize_maps
+from salience_lib.measures.accumulator import Accumulator
+from salience_lib.similarity import ssim
+
+__all__ = [
+    "StabilityAccumulator",
+    "agreement_with_reference",
+    "cross_run_stability",
+    "cross_set_similarity",
+    "pairwise_similarity",
+]
+
+Explainer = Callable[[torch.Tensor], torch.Tensor]
+Similarity = Callable[..., torch.Tensor]
+
+
+def _all_maps(explainers: Sequence[Explainer], images: torch.Tensor, name: str, minimum: int) -> torch.Tensor:
+    if not isinstance(explainers, Sequence) or len(explainers) < minimum:
+        count = len(explainers) if isinstance(explainers, Sequence) else type(explainers).__name__
+        raise ValueError(f"`{name}` must be a sequence of at least {minimum} explainers, got {count}")
+    maps = [check_maps(explainer(images), f"{name}[{i}] output") for i, explainer in enumerate(explainers)]
+    shapes = {tuple(m.shape) for m in maps}
+    if len(shapes) != 1:
+        raise ValueError(f"every explainer in `{name}` must return maps of one shape, got {sorted(shapes)}")
+    return torch.stack(maps)
+
+
+def pairwise_similarity(maps: torch.Tensor, similarity: Similarity = ssim) -> torch.Tensor:
+    """``(K, B, H, W)`` maps of K models → ``(K, K, B)`` similarities (diagonal: each map with itself).
+
+    All pairs are computed in one batched call of ``similarity``.
+    """
+    if maps.ndim != 4 or maps.shape[0] < 1:
+        raise ValueError(f"`maps` must have shape (K, B, H, W), got {tuple(maps.shape)}")
+    k, batch = maps.shape[:2]
+    rows, cols = torch.triu_indices(k, k, offset=0)
+    values = similarity(maps[rows].flatten(0, 1), maps[cols].flatten(0, 1)).view(-1, batch)
+    matrix = torch.empty(k, k, batch, dtype=values.dtype, device=values.device)
+    matrix[rows, cols] = values
+    matrix[cols, rows] = values
+    return matrix
+
+
+def _off_diagonal_mean(matrix: torch.Tensor) -> torch.Tensor:
+    k = matrix.shape[0]
+    rows, cols = torch.triu_indices(k, k, offset=1)
+    return matrix[rows, cols].mean(dim=0)
+
+
+def cross_run_stability(
+    explainers: Sequence[Explainer], images: torch.Tensor, similarity: Similarity = ssim
+) -> torch.Tensor:
+    """Per-image mean similarity over all pairs of at least 2 explainers, ``(B,)``."""
+    maps = _all_maps(explainers, images, "explainers", 2)
+    return _off_diagonal_mean(pairwise_similarity(maps, similarity))
+
+
+def cross_set_similarity(
+    explainers_a: Sequence[Explainer],
+    explainers_b: Sequence[Explainer],
+    images: torch.Tensor,
+    similarity: Similarity = ssim,
+) -> torch.Tensor:
+    """Per-image mean similarity of every map of set A with every map of set B, ``(B,)``.
+
+    The between-recipe baseline: how similar are an XENT run and a CYBORG run?
+    """
+    maps_a = _all_maps(explainers_a, images, "explainers_a", 1)
+    maps_b = _all_maps(explainers_b, images, "explainers_b", 1)
+    ka, kb = maps_a.shape[0], maps_b.shape[0]
+    ia = torch.arange(ka).repeat_interleave(kb)
+    ib = torch.arange(kb).repeat(ka)
+    values = similarity(maps_a[ia].flatten(0, 1), maps_b[ib].flatten(0, 1))
+    return values.view(ka * kb, -1).mean(dim=0)
+
+
+def agreement_with_reference(
+    maps: torch.Tensor, reference: torch.Tensor, similarity: Similarity = ssim
+) -> torch.Tensor:
+    """Similarity of each map to a reference map of the same image (e.g. a human annotation), ``(B,)``.
+
+    The reference is resized (bilinear) to the maps' resolution.
+    """
+    maps = check_maps(maps)
+    reference = check_maps(reference, "reference")
+    if reference.shape[0] != maps.shape[0]:
+        raise ValueError(f"`reference` has {reference.shape[0]} maps but `maps` has {maps.shape[0]}")
+    return similarity(maps, resize_maps(reference.to(maps), tuple(maps.shape[-2:])))
+
+
+class StabilityAccumulator(Accumulator):
+    """Streams cross-run stability of K models: per-image values and the K×K matrix of means."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        if k < 2:
+            raise ValueError(f"stability needs at least 2 models, got k={k}")
+        self.k = k
+
+    def config(self) -> dict[str, int]:
+        return {"k": self.k}
+
+    def update(self, maps: torch.Tensor, similarity: Similarity = ssim) -> torch.Tensor:
+        """Add a ``(K, B, H, W)`` stack of the K models' maps for one batch; returns the ``(B,)`` values."""
+        if maps.ndim != 4 or maps.shape[0] != self.k:
+            raise ValueError(f"`maps` must have shape ({self.k}, B, H, W), got {tuple(maps.shape)}")
+        matrix = pairwise_similarity(maps, similarity)
+        values = _off_diagonal_mean(matrix)
+        self._add("matrix_sum", matrix.sum(dim=-1))
+        self._cat("stability", values)
+        return values
+
+    def compute(self) -> dict[str, object]:
+        """Summary of per-image stability and the ``(K, K)`` matrix of mean pair similarities."""
+        return {
+            "stability": self.summary("stability"),
+            "matrix": (self.total("matrix_sum") / self.count).float(),
+            "n": self.count,
+        }

@@ -1,0 +1,412 @@
+"""Batched salience methods: Grad-CAM, Grad-CAM++, CAM and input gradients.
+
+Every method is a callable ``method(images, targets=None, size=None) -> (B, H, W)``:
+
+* ``images``: ``(B, C, H, W)`` floating tensor on the model's device;
+* ``targets``: class index per image (int, sequence or ``(B,)`` tensor); ``None`` = predicted class;
+* ``size``: ``None`` returns maps at the target layer's resolution, ``(h, w)`` (or an int) bilinearly
+  upsamples on the device before normalisation.
+
+Maps are float32, min–max normalised per map to [0, 1]; a map without spatial variation (for
+example an all-zero Grad-CAM) is all zero, never NaN.
+
+While a method runs, the model is put in eval mode (BatchNorm statistics must not move) and every
+submodule's ``training`` flag is restored afterwards; ``requires_grad`` flags are never changed.
+Hooks live only for the duration of one call, so nothing leaks between calls; the objects are also
+context managers (``with GradCAM(model) as cam: ...``) and refuse calls after :meth:`close`.
+
+For the layer-based methods the forward pass up to the target layer runs without autograd
+bookkeeping and the backward pass stops at the target layer: the cost is one forward plus the
+backward through the layers after the target (the floor for Grad-CAM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salience_lib.inference import eval_mode
+from salience_lib.maps import minmax_normalise, resize_maps
+
+__all__ = [
+    "CAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "InputGradient",
+    "class_activation_map",
+    "locate_target_layer",
+]
+
+logger = logging.getLogger(__name__)
+
+Targets = int | Sequence[int] | torch.Tensor | None
+Size = int | tuple[int, int] | None
+
+
+def class_activation_map(features: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    r"""Raw class activation map :math:`M_c = \sum_k w_{c,k} A_k` (Zhou et al., CVPR 2016).
+
+    Differentiable; used by :class:`CAM` and by the CYBORG loss.
+
+    Args:
+        features: ``(B, C, h, w)`` activations of the last convolutional block.
+        weight: ``(K, C)`` weight of the final linear layer (bias ignored: it is spatially constant).
+        targets: ``(B,)`` class indices.
+
+    Returns:
+        ``(B, h, w)`` un-normalised maps.
+    """
+    return torch.einsum("bc,bchw->bhw", weight[targets].to(features.dtype), features)
+
+
+# --------------------------------------------------------------------------------------------------
+# model and argument plumbing
+
+
+def _check_images(images: object) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"`images` must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"`images` must have shape (B, C, H, W), got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"`images` must be a floating-point tensor, got dtype {images.dtype}")
+    if images.shape[0] == 0:
+        raise ValueError("`images` must contain at least one image, got batch size 0")
+    return images
+
+
+def _resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` long tensor of class indices on the logits' device."""
+    batch, classes = logits.shape[0], logits.shape[1]
+    if targets is None:
+        return logits.argmax(dim=1)
+    if isinstance(targets, int):
+        out = torch.full((batch,), targets, dtype=torch.long, device=logits.device)
+    else:
+        out = torch.as_tensor(targets, device=logits.device)
+        if out.is_floating_point() or out.dtype == torch.bool:
+            raise TypeError(f"`targets` must hold integer class indices, got dtype {out.dtype}")
+        out = out.long().reshape(-1)
+        if out.numel() == 1 and batch > 1:
+            out = out.expand(batch)
+        if out.numel() != batch:
+            raise ValueError(f"`targets` must have one class index per image ({batch}), got {out.numel()}")
+    if bool(((out < 0) | (out >= classes)).any()):
+        raise ValueError(f"`targets` must lie in [0, {classes - 1}], got {out.tolist()}")
+    return out
+
+
+def _named(model: nn.Module, layer: nn.Module | str) -> tuple[str, nn.Module]:
+    if isinstance(layer, str):
+        try:
+            return layer, model.get_submodule(layer)
+        except AttributeError as err:
+            names = [n for n, _ in model.named_modules() if n][-8:]
+            raise ValueError(
+                f"`target_layer` {layer!r} is not a submodule of the model (last module names: {names})"
+            ) from err
+    if isinstance(layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name, module
+        raise ValueError("`target_layer` is a module that is not part of the model")
+    raise TypeError(f"`target_layer` must be an nn.Module, a dotted module name or None, got {type(layer).__name__}")
+
+
+def locate_target_layer(model: nn.Module, example: torch.Tensor) -> str:
+    """Name of the last module, in execution order, whose output is 4-D with both spatial sides > 1.
+
+    Probes the model with ``example`` (one image suffices) under ``no_grad`` in eval mode; every
+    temporary hook is removed and training flags restored, even on error.
+
+    Raises:
+        ValueError: the model has no such module (for example a pure MLP).
+    """
+    last: list[str] = []
+    handles = []
+
+    def record(name: str):
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[-1] > 1 and output.shape[-2] > 1:
+                last.append(name)
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(record(name)))
+        with torch.no_grad(), eval_mode(model):
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not last:
+        raise ValueError(
+            "the model has no module whose output is a 4-D feature map (B, C, H, W) with H, W > 1; "
+            "pass `target_layer` explicitly or use InputGradient"
+        )
+    return last[-1]
+
+
+# --------------------------------------------------------------------------------------------------
+# base classes
+
+
+class _SalienceMethod:
+    """Shared call protocol: argument checks, eval mode, optional autocast, resize and normalise."""
+
+    def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+        if autocast_dtype not in (None, torch.float16, torch.bfloat16):
+            raise ValueError(f"`autocast_dtype` must be None, torch.float16 or torch.bfloat16, got {autocast_dtype}")
+        self.model = model
+        self.autocast_dtype = autocast_dtype
+        self._closed = False
+
+    def __enter__(self) -> _SalienceMethod:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the model; later calls raise. Hooks never outlive a call, so nothing else to undo."""
+        self._closed = True
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
+
+    def __call__(self, images: torch.Tensor, targets: Targets = None, size: Size = None) -> torch.Tensor:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} was closed; create a new one")
+        images = _check_images(images)
+        with eval_mode(self.model):
+            raw = self._raw_maps(images, targets)
+        raw = raw.float()
+        if size is not None:
+            raw = resize_maps(raw, size)
+        return minmax_normalise(raw).detach()
+
+    def _raw_maps(self, images: torch.Tensor, targets: Targets) -> torch.Tensor:
+        raise NotImplementedError  # abstract: every concrete method defines it
+
+
+class _LayerMethod(_SalienceMethod):
+    """A method that reads activations (and gradients) of one target layer."""
+
+    #: whether :meth:`_combine` needs the gradient of the class score w.r.t. the activations
+    needs_gradient = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layer: nn.Module | str | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(model, autocast_dtype)
+        self.target_layer_name: str | None = None
+        self.target_layer: nn.Module | None = None
+        if target_layer is not None:
+            self.target_layer_name, self.target_layer = _named(model, target_layer)
+
+    def _ensure_layer(self, images: torch.Tensor) -> nn.Module:
+        if self.target_layer is None:
+            name = locate_target_layer(self.model, images[:1])
+            self.target_layer_name, self.target_layer = name, self.model.get_submodule(name)
+            logger.info("%s: target layer %r", type(self).__name__, name)
+        return self.target_layer
+
+    def _raw_maps(self, images: torch.Tensor, targets: Targets) -> torch.Tensor:
+        layer = self._ensure_layer(images)
+        store: dict[str, torch.Tensor] = {}
+        needs_gradient = self.needs_gradient
+
+        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor | None:
+            if not isinstance(output, torch.Tensor) or output.ndim != 4:
+                raise ValueError(
+                    f"target layer {self.target_layer_name!r} must output a 4-D tensor (B, C, H, W), "
+                    f"got {type(output).__name__} {getattr(output, 'shape', '')}"
+                )
+            if not needs_gradient:
+                store["activations"] = output.detach()
+                return None
+            # Cut the graph here: the backward pass stops at this layer, and everything after it is
+            # recorded even if the caller (or we, for speed) disabled autograd for the layers before.
+            leaf = output.detach().requires_grad_(True)
+            store["activations"] = leaf
+            torch.set_grad_enabled(True)
+            # A clone, so that an in-place op after the layer (DenseNet's F.relu(inplace)) is legal.
+            return leaf.clone()
+
+        previous = torch.is_grad_enabled()
+        handle = layer.register_forward_hook(hook)
+        try:
+            with self._autocast(images.device):
+                torch.set_grad_enabled(False)
+                logits = self.model(images)
+            if "activations" not in store:
+                raise ValueError(f"target layer {self.target_layer_name!r} was not called during the forward pass")
+            if logits.ndim != 2:
+                raise ValueError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
+            target_idx = _resolve_targets(targets, logits)
+            activations = store["activations"]
+            gradients = None
+            if needs_gradient:
+                with torch.enable_grad():
+                    score = logits.gather(1, target_idx[:, None]).sum()
+                    (gradients,) = torch.autograd.grad(score, activations)
+                gradients = gradients.float()
+            return self._combine(activations.detach().float(), gradients, target_idx)
+        finally:
+            handle.remove()
+            torch.set_grad_enabled(previous)
+
+    def _combine(
+        self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor
+    ) -> torch.Tensor:
+        raise NotImplementedError  # abstract: every concrete method defines it
+
+
+# --------------------------------------------------------------------------------------------------
+# methods
+
+
+class GradCAM(_LayerMethod):
+    r"""Grad-CAM: `Visual Explanations from Deep Networks via Gradient-based Localization
+    <https://arxiv.org/abs/1610.02391>`_ (Selvaraju et al., ICCV 2017).
+
+    .. math::
+        w_k^c = \frac{1}{Z}\sum_{i,j} \frac{\partial y^c}{\partial A_{k,ij}}, \qquad
+        L^c = \mathrm{ReLU}\Big(\sum_k w_k^c A_k\Big)
+
+    with :math:`y^c` the logit of class :math:`c` and :math:`A` the target layer's output; the map
+    is then min–max normalised per image.
+
+    Args:
+        model: a classifier returning ``(B, classes)`` logits.
+        target_layer: module or dotted name; ``None`` = last module (execution order) with a 4-D
+            output whose spatial sides are both > 1 (torchvision ResNets: ``layer4``).
+        autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` mixed precision.
+
+    Example:
+        >>> with GradCAM(model) as cam:          # doctest: +SKIP
+        ...     maps = cam(images, size=images.shape[-2:])
+    """
+
+    def _combine(
+        self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor
+    ) -> torch.Tensor:
+        assert gradients is not None
+        weights = gradients.mean(dim=(2, 3))
+        return F.relu(torch.einsum("bc,bchw->bhw", weights, activations))
+
+
+class GradCAMPlusPlus(_LayerMethod):
+    r"""Grad-CAM++: `Improved Visual Explanations for Deep Convolutional Networks
+    <https://arxiv.org/abs/1710.11063>`_ (Chattopadhay et al., WACV 2018).
+
+    With :math:`g = \partial y^c / \partial A` and the exponential-score closed form,
+
+    .. math::
+        \alpha_{k,ij} = \frac{g_{k,ij}^2}{2 g_{k,ij}^2 + \sum_{a,b} A_{k,ab}\, g_{k,ij}^3}, \qquad
+        w_k^c = \sum_{i,j} \alpha_{k,ij}\, \mathrm{ReLU}(g_{k,ij}), \qquad
+        L^c = \mathrm{ReLU}\Big(\sum_k w_k^c A_k\Big)
+
+    (:math:`\alpha = 0` where the denominator is 0), as in torchcam and pytorch-grad-cam.
+    """
+
+    def _combine(
+        self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor
+    ) -> torch.Tensor:
+        assert gradients is not None
+        g2 = gradients.pow(2)
+        denominator = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * gradients.pow(3)
+        safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+        alpha = torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
+        weights = (alpha * F.relu(gradients)).sum(dim=(2, 3))
+        return F.relu(torch.einsum("bc,bchw->bhw", weights, activations))
+
+
+class CAM(_LayerMethod):
+    r"""Class activation map: `Learning Deep Features for Discriminative Localization
+    <https://arxiv.org/abs/1512.04150>`_ (Zhou et al., CVPR 2016).
+
+    .. math:: M_c = \sum_k w_{c,k} A_k
+
+    with :math:`w` the weight of the final linear layer that follows global average pooling of
+    :math:`A`. No ReLU (as in the paper); min–max normalised per image. Needs no gradient.
+
+    Args:
+        fc_layer: the final ``nn.Linear`` (module or dotted name); ``None`` = the last ``nn.Linear``
+            of the model whose input size equals the target layer's channel count.
+    """
+
+    needs_gradient = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layer: nn.Module | str | None = None,
+        fc_layer: nn.Module | str | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(model, target_layer, autocast_dtype)
+        self.fc_layer: nn.Linear | None = None
+        if fc_layer is not None:
+            _, module = _named(model, fc_layer)
+            if not isinstance(module, nn.Linear):
+                raise TypeError(f"`fc_layer` must be an nn.Linear, got {type(module).__name__}")
+            self.fc_layer = module
+
+    def _linear_for(self, channels: int) -> nn.Linear:
+        if self.fc_layer is not None:
+            if self.fc_layer.in_features != channels:
+                raise ValueError(
+                    f"`fc_layer` expects {self.fc_layer.in_features} input features but the target layer "
+                    f"has {channels} channels"
+                )
+            return self.fc_layer
+        linears = [m for m in self.model.modules() if isinstance(m, nn.Linear) and m.in_features == channels]
+        if not linears:
+            raise ValueError(
+                f"CAM needs a final nn.Linear with {channels} input features after global average pooling "
+                "of the target layer; none found (pass `fc_layer`, or use GradCAM)"
+            )
+        self.fc_layer = linears[-1]
+        return self.fc_layer
+
+    def _combine(
+        self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor
+    ) -> torch.Tensor:
+        fc = self._linear_for(activations.shape[1])
+        return class_activation_map(activations, fc.weight.detach().float(), targets)
+
+
+class InputGradient(_SalienceMethod):
+    r"""Vanilla gradient salience: `Deep Inside Convolutional Networks
+    <https://arxiv.org/abs/1312.6034>`_ (Simonyan et al., 2014).
+
+    .. math:: S_{ij} = \max_{\text{channel } c'} \left| \frac{\partial y^c}{\partial x_{c',ij}} \right|
+
+    Maps are at input resolution unless ``size`` says otherwise.
+    """
+
+    def _raw_maps(self, images: torch.Tensor, targets: Targets) -> torch.Tensor:
+        inputs = images.detach().requires_grad_(True)
+        with torch.enable_grad(), self._autocast(images.device):
+            logits = self.model(inputs)
+            if logits.ndim != 2:
+                raise ValueError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
+            target_idx = _resolve_targets(targets, logits)
+            score = logits.gather(1, target_idx[:, None]).sum()
+            (gradients,) = torch.autograd.grad(score, inputs)
+        return gradients.float().abs().amax(dim=1)

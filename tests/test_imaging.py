@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from salience_lib.imaging import (
+    blur_levels,
+    gaussian_blur,
+    gaussian_kernel1d,
+    gaussian_noise,
+    salt_and_pepper,
+    spatially_varying_blur,
+)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 2.5])
+def test_gaussian_blur_equals_scipy(sigma):
+    images = torch.rand(2, 3, 20, 17, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ours = gaussian_blur(images, sigma).numpy()
+    reference = ndimage.gaussian_filter(images.numpy(), (0, 0, sigma, sigma), mode="nearest", truncate=4.0)
+    assert np.abs(ours - reference).max() < 1e-10
+
+
+def test_zero_sigma_is_identity_and_kernel_sums_to_one():
+    images = torch.rand(1, 1, 5, 5)
+    assert gaussian_blur(images, 0.0) is images
+    assert gaussian_kernel1d(3.0).sum().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="sigma"):
+        gaussian_kernel1d(-1.0)
+
+
+def _direct_per_pixel(image: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:
+    """Each output pixel is a Gaussian-weighted sum around it with its own σ (replicated edges)."""
+    _, height, width = image.shape
+    out = np.empty_like(image)
+    for y in range(height):
+        for x in range(width):
+            sigma = sigma_map[y, x]
+            radius = int(4.0 * sigma + 0.5)
+            if radius == 0:
+                out[:, y, x] = image[:, y, x]
+                continue
+            offsets = np.arange(-radius, radius + 1)
+            kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+            kernel /= kernel.sum()
+            ys = np.clip(y + offsets, 0, height - 1)
+            xs = np.clip(x + offsets, 0, width - 1)
+            patch = image[:, ys][:, :, xs]
+            out[:, y, x] = np.einsum("cij,i,j->c", patch, kernel, kernel)
+    return out
+
+
+def test_spatially_varying_blur_equals_direct_per_pixel_reference():
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(2, 2, 12, 12, generator=g, dtype=torch.float64)
+    sigmas = torch.tensor([0.0, 0.1, 0.6, 1.3, 2.0], dtype=torch.float64)
+    levels = torch.randint(0, 5, (2, 12, 12), generator=g)
+    ours = spatially_varying_blur(images, sigmas, levels).numpy()
+    for b in range(2):
+        reference = _direct_per_pixel(images[b].numpy(), sigmas[levels[b]].numpy())
+        assert np.abs(ours[b] - reference).max() < 1e-10
+
+
+def test_spatially_varying_blur_checks_levels_shape():
+    with pytest.raises(ValueError, match="levels"):
+        spatially_varying_blur(torch.rand(1, 3, 8, 8), torch.zeros(3), torch.zeros(1, 4, 4, dtype=torch.long))
+
+
+def test_blur_levels_span_full_range():
+    maps = torch.rand(3, 7, 7)
+    levels = blur_levels(maps, (28, 28), smoothing_sigma=1.0)
+    assert levels.shape == (3, 28, 28)
+    assert (levels.flatten(1).amin(1) == 0).all() and (levels.flatten(1).amax(1) == 100).all()
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.25, 1.0])
+def test_salt_and_pepper_replaces_exact_fraction(fraction):
+    images = torch.full((3, 3, 10, 10), 0.5)
+    noisy = salt_and_pepper(images, fraction, torch.Generator().manual_seed(0))
+    changed = (noisy != 0.5).all(dim=1)
+    assert (changed.flatten(1).sum(1) == round(fraction * 100)).all()
+    assert set(noisy.permute(0, 2, 3, 1)[changed].unique().tolist()) <= {0.0, 1.0}
+    # all channels of a pixel get the same value
+    assert (noisy.amax(1) == noisy.amin(1)).all()
+
+
+def test_salt_and_pepper_is_reproducible_and_validates():
+    images = torch.rand(2, 3, 8, 8)
+    a = salt_and_pepper(images, 0.3, torch.Generator().manual_seed(5))
+    b = salt_and_pepper(images, 0.3, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="fraction"):
+        salt_and_pepper(images, 1.5)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        salt_and_pepper(images[0], 0.1)
+
+
+def test_gaussian_noise_statistics():
+    images = torch.full((4, 3, 32, 32), 0.5)
+    noisy = gaussian_noise(images, 0.1, torch.Generator().manual_seed(0))
+    assert abs(float((noisy - images).std()) - 0.1) < 0.01
+    assert noisy.min() >= 0 and noisy.max() <= 1

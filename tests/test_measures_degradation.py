@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from salience_lib.measures.degradation import (
+    DegradationAccumulator,
+    DeletionAccumulator,
+    degradation_effect,
+    deletion_curve,
+    level_sigmas,
+    random_maps,
+    salience_guided_blur,
+)
+from salience_lib.salience import GradCAM
+from tests.helpers import RegionTextureModel, TinyCNN, region_mask
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.rand(6, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+
+
+def oracle(images: torch.Tensor) -> torch.Tensor:
+    """Salience exactly on the model's region, at a coarse native resolution."""
+    coarse = torch.nn.functional.avg_pool2d(region_mask(SIZE)[None, None], 4)[0, 0]
+    return coarse.expand(images.shape[0], *coarse.shape).clone()
+
+
+def test_level_sigmas_follow_the_paper():
+    sigmas = level_sigmas()
+    assert sigmas.shape == (101,)
+    assert sigmas[0] == pytest.approx(10.0) and sigmas[-1] == 0.0
+    assert sigmas[50] == pytest.approx(5**4 / 1000)
+    assert torch.allclose(level_sigmas(0.5), sigmas * 0.5)
+
+
+def test_background_mode_keeps_salient_region_sharp(images):
+    maps = oracle(images)
+    background = salience_guided_blur(images, maps, "background", reference_size=SIZE)
+    salient = salience_guided_blur(images, maps, "salient", reference_size=SIZE)
+    inside = region_mask(SIZE).bool()
+    core = torch.zeros_like(inside)
+    core[2:12, 2:12] = True  # well inside the region, away from the smoothed edge
+    assert torch.allclose(background[..., core], images[..., core])
+    assert (salient[..., core] - images[..., core]).abs().mean() > 0.05
+    far = torch.zeros_like(inside)
+    far[24:, 24:] = True
+    assert (background[..., far] - images[..., far]).abs().mean() > 0.05
+    assert torch.allclose(salient[..., far], images[..., far])
+
+
+def test_faithful_explainer_hurts_more_when_salient_is_blurred(images):
+    model = RegionTextureModel(SIZE)
+    cam = GradCAM(model)
+    explainer = lambda x: cam(x)  # noqa: E731
+    maps = explainer(images)
+    assert maps[:, :16, :16].mean() > 5 * maps[:, 16:, 16:].mean(), "Grad-CAM should find the region"
+    salient = degradation_effect(model, explainer, images, "salient", reference_size=SIZE)
+    background = degradation_effect(model, explainer, images, "background", reference_size=SIZE)
+    rand = random_maps(6, maps.shape[-2:], torch.Generator().manual_seed(0))
+    random_effect = degradation_effect(model, explainer, images, "salient", maps=rand, reference_size=SIZE)
+    assert (salient.probability_drop > background.probability_drop).all()
+    assert salient.probability_drop.mean() > random_effect.probability_drop.mean() + 0.05
+    assert background.probability_drop.abs().max() < 0.05
+    guided = deletion_curve(model, maps, images, reference_size=SIZE).auc()
+    baseline = deletion_curve(model, rand, images, reference_size=SIZE).auc()
+    assert guided.mean() < baseline.mean()
+
+
+def test_result_fields_and_bad_input(images):
+    model = TinyCNN(classes=2)
+    cam = GradCAM(model)
+    result = degradation_effect(model, cam, images, "background")
+    assert result.flipped.dtype == torch.bool and result.similarity.shape == (6,)
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        salience_guided_blur(images, oracle(images), "object")
+    with pytest.raises(ValueError, match="`maps` has 2 maps"):
+        salience_guided_blur(images, oracle(images)[:2])
+    with pytest.raises(ValueError, match="fractions"):
+        deletion_curve(model, oracle(images), images, fractions=[0.0, 1.5])
+
+
+def test_deletion_endpoints(images):
+    model = RegionTextureModel(SIZE)
+    curve = deletion_curve(model, oracle(images), images, reference_size=SIZE)
+    clean = torch.softmax(model(images), 1).amax(1)
+    assert torch.allclose(curve.probability[:, 0], clean, atol=1e-6)
+    assert (curve.probability[:, -1] < curve.probability[:, 0]).all()
+
+
+def test_accumulators_merge(images):
+    model = TinyCNN(classes=2)
+    cam = GradCAM(model)
+    whole = DegradationAccumulator("salient")
+    whole.update(degradation_effect(model, cam, images, "salient"))
+    a, b = DegradationAccumulator("salient"), DegradationAccumulator("salient")
+    a.update(degradation_effect(model, cam, images[:3], "salient"))
+    b.update(degradation_effect(model, cam, images[3:], "salient"))
+    assert a.merge(b).compute() == whole.compute()
+    with pytest.raises(ValueError, match="mode"):
+        DegradationAccumulator("background").update(degradation_effect(model, cam, images, "salient"))
+    deletion = DeletionAccumulator()
+    deletion.update(deletion_curve(model, cam(images), images))
+    summary = deletion.compute()
+    assert len(summary["mean_curve"]) == 11 and summary["n"] == 6

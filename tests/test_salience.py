@@ -1,0 +1,229 @@
+import gc
+import tracemalloc
+
+import pytest
+import torch
+import torchvision
+from captum.attr import LayerAttribution, LayerGradCam
+
+from salience_lib.maps import minmax_normalise
+from salience_lib.salience import (
+    CAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    InputGradient,
+    class_activation_map,
+    locate_target_layer,
+)
+from tests.helpers import MLP, TinyCNN
+
+METHODS = [GradCAM, GradCAMPlusPlus, CAM, InputGradient]
+
+
+def _hook_count(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_shape_range_and_dtype(method, images):
+    model = TinyCNN()
+    maps = method(model)(images)
+    expected = (4, 16, 16) if method is InputGradient else (4, 8, 8)
+    assert maps.shape == expected
+    assert maps.dtype == torch.float32
+    assert maps.min() >= 0 and maps.max() <= 1
+    assert not maps.requires_grad
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_upsampling_on_request(method, images):
+    maps = method(TinyCNN())(images, size=(20, 24))
+    assert maps.shape == (4, 20, 24)
+    assert torch.allclose(maps.flatten(1).amax(1), torch.ones(4))
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [("resnet18", "layer4"), ("densenet121", "features"), ("mobilenet_v3_small", "features")],
+)
+def test_automatic_target_layer_for_torchvision(name, layer):
+    model = getattr(torchvision.models, name)(num_classes=2)
+    assert locate_target_layer(model, torch.rand(1, 3, 64, 64)) == layer
+
+
+def test_model_without_feature_map_is_refused():
+    with pytest.raises(ValueError, match="4-D feature map"):
+        GradCAM(MLP())(torch.rand(2, 3, 8, 8))
+
+
+def test_explicit_layer_by_name_and_module(images):
+    model = TinyCNN()
+    by_name = GradCAM(model, "features.2")(images)
+    by_module = GradCAM(model, model.features[2])(images)
+    assert torch.equal(by_name, by_module)
+    assert by_name.shape == (4, 16, 16)
+    with pytest.raises(ValueError, match="not a submodule"):
+        GradCAM(model, "features.nope")
+    with pytest.raises(ValueError, match="not part of the model"):
+        GradCAM(model, torch.nn.Conv2d(1, 1, 1))
+    with pytest.raises(TypeError, match="target_layer"):
+        GradCAM(model, 3)
+
+
+@pytest.mark.parametrize(("name", "layer"), [("resnet18", "layer4"), ("densenet121", "features")])
+def test_gradcam_matches_captum(name, layer):
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(num_classes=4).eval()
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with GradCAM(model) as cam:
+        ours = cam(x)
+        ours_up = cam(x, size=(64, 64))
+    predicted = model(x).argmax(1)
+    reference = LayerGradCam(model, model.get_submodule(layer)).attribute(x, target=predicted, relu_attributions=True)
+    upsampled = LayerAttribution.interpolate(reference, (64, 64), interpolate_mode="bilinear")
+    assert (minmax_normalise(reference[:, 0].detach()) - ours).abs().max() < 1e-4
+    assert (minmax_normalise(upsampled[:, 0].detach()) - ours_up).abs().max() < 1e-4
+
+
+def test_given_targets_differ_from_predicted(images):
+    model = TinyCNN()
+    cam = GradCAM(model)
+    predicted = model.eval()(images).argmax(1)
+    other = (predicted + 1) % 3
+    assert torch.equal(cam(images), cam(images, targets=predicted))
+    assert not torch.equal(cam(images), cam(images, targets=other))
+    assert torch.equal(cam(images, targets=1), cam(images, targets=[1, 1, 1, 1]))
+
+
+@pytest.mark.parametrize(
+    ("targets", "error", "match"),
+    [
+        ([0, 1], ValueError, "one class index per image"),
+        ([0, 1, 2, 3], ValueError, r"lie in \[0, 2\]"),
+        (torch.zeros(4), TypeError, "integer class indices"),
+    ],
+)
+def test_bad_targets(images, targets, error, match):
+    with pytest.raises(error, match=match):
+        GradCAM(TinyCNN())(images, targets=targets)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        (torch.rand(3, 16, 16), ValueError, r"\(B, C, H, W\)"),
+        (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), TypeError, "floating-point"),
+        ([1, 2], TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_images(bad, error, match):
+    with pytest.raises(error, match=match):
+        GradCAM(TinyCNN())(bad)
+
+
+def test_cam_equals_class_activation_map(images):
+    model = TinyCNN().eval()
+    feats = model.features(images)
+    targets = model(images).argmax(1)
+    expected = minmax_normalise(class_activation_map(feats, model.fc.weight, targets)).detach()
+    assert torch.allclose(CAM(model)(images), expected, atol=1e-6)
+
+
+def test_gradcam_equals_manual_formula(images):
+    model = TinyCNN().eval()
+    feats = model.features(images)
+    logits = model.fc(model.pool(feats).flatten(1))
+    targets = logits.argmax(1)
+    (grads,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), feats)
+    manual = torch.relu((grads.mean((2, 3))[:, :, None, None] * feats).sum(1))
+    assert torch.allclose(GradCAM(model)(images), minmax_normalise(manual).detach(), atol=1e-6)
+
+
+def test_state_is_left_as_found(images):
+    model = TinyCNN().train()
+    model.fc.weight.requires_grad_(False)
+    bn = model.features[1]
+    running = bn.running_mean.clone()
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    for method in METHODS:
+        method(model)(images)
+    assert model.training and all(m.training for m in model.modules())
+    assert torch.equal(bn.running_mean, running), "BatchNorm statistics moved: salience must run in eval mode"
+    assert flags == {n: p.requires_grad for n, p in model.named_parameters()}
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_works_inside_no_grad_and_restores_grad_mode(method, images):
+    model = TinyCNN()
+    reference = method(model)(images)
+    with torch.no_grad():
+        inside = method(model)(images)
+        assert not torch.is_grad_enabled()
+    assert torch.is_grad_enabled()
+    assert torch.equal(reference, inside)
+
+
+def test_frozen_model_still_explained(images):
+    model = TinyCNN().requires_grad_(False)
+    assert GradCAM(model)(images).amax() == 1
+
+
+def test_all_zero_gradcam_stays_zero():
+    model = TinyCNN()
+    torch.nn.init.zeros_(model.fc.weight)
+    maps = GradCAM(model)(torch.rand(2, 3, 16, 16))
+    assert torch.equal(maps, torch.zeros_like(maps))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_hooks_are_removed_even_on_error(method, images):
+    model = TinyCNN()
+    before = _hook_count(model)
+    with method(model) as explainer:
+        explainer(images)
+        assert _hook_count(model) == before
+        with pytest.raises(ValueError, match="one class index"):
+            explainer(images, targets=[0, 1])
+    assert _hook_count(model) == before
+    with pytest.raises(RuntimeError, match="closed"):
+        explainer(images)
+
+
+def test_batch_order_invariance(images):
+    model = TinyCNN()
+    perm = torch.tensor([2, 0, 3, 1])
+    cam = GradCAM(model)
+    assert torch.allclose(cam(images)[perm], cam(images[perm]), atol=1e-6)
+
+
+def test_repeated_calls_do_not_grow_memory(images):
+    model = TinyCNN()
+    cam = GradCAM(model)
+    for _ in range(20):
+        cam(images)
+    gc.collect()
+    tracemalloc.start()
+    start, _ = tracemalloc.get_traced_memory()
+    for _ in range(200):
+        cam(images)
+    gc.collect()
+    end, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert end - start < 200_000, f"Python heap grew by {end - start} bytes over 200 calls"
+    assert _hook_count(model) == 0
+
+
+def test_bfloat16_autocast_close_to_fp32(images):
+    model = TinyCNN()
+    fp32 = GradCAM(model)(images)
+    bf16 = GradCAM(model, autocast_dtype=torch.bfloat16)(images)
+    assert bf16.dtype == torch.float32
+    assert (fp32 - bf16).abs().max() < 0.1
+    with pytest.raises(ValueError, match="autocast_dtype"):
+        GradCAM(model, autocast_dtype=torch.float64)
