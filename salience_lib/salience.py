@@ -49,18 +49,30 @@ Size = int | tuple[int, int] | None
 
 
 def class_activation_map(features: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    r"""Raw class activation map :math:`M_c = \sum_k w_{c,k} A_k` (Zhou et al., CVPR 2016).
+    r"""Class activation map :math:`M_c(i, j) = \sum_k w_{c,k} A_k(i, j)` of class :math:`c` = ``targets``.
 
-    Differentiable; used by :class:`CAM` and by the CYBORG loss.
+    Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016 (no bias, no ReLU,
+    not normalised). Differentiable in ``features`` and ``weight``.
 
     Args:
-        features: ``(B, C, h, w)`` activations of the last convolutional block.
-        weight: ``(K, C)`` weight of the final linear layer (bias ignored: it is spatially constant).
-        targets: ``(B,)`` class indices.
+        features: ``(B, C, h, w)`` last feature map :math:`A`.
+        weight: ``(K, C)`` weight of the final linear layer.
+        targets: ``(B,)`` integer class per image.
 
     Returns:
-        ``(B, h, w)`` un-normalised maps.
+        ``(B, h, w)`` maps in the dtype of ``features``.
+
+    Raises:
+        ValueError: shapes that do not fit together.
     """
+    if features.ndim != 4:
+        raise ValueError(f"`features` must be (B, C, h, w), got shape {tuple(features.shape)}")
+    if weight.ndim != 2 or weight.shape[1] != features.shape[1]:
+        raise ValueError(f"`weight` must be (K, C) with C = {features.shape[1]}, got shape {tuple(weight.shape)}")
+    if targets.shape != (features.shape[0],) or targets.is_floating_point():
+        raise ValueError(
+            f"`targets` must be integer of shape ({features.shape[0]},), got {targets.dtype} {tuple(targets.shape)}"
+        )
     return torch.einsum("bc,bchw->bhw", weight[targets].to(features.dtype), features)
 
 

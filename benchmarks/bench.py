@@ -1,0 +1,313 @@
+"""Benchmarks of salience_lib against pytorch-grad-cam, Captum, torchcam, Quantus and scikit-image.
+
+Every ratio is measured in one run on the same batch, after checking that the outputs agree.
+Prints a table and, last, one JSON line with every key of SPEC §8's table plus ``device``.
+
+    python benchmarks/bench.py --quick          # a minute or two on CPU (ResNet-18, 112 px, batch 32)
+    python benchmarks/bench.py                  # full: ResNet-50, 224 px, batch 64 (meant for a GPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torchvision  # noqa: E402
+
+from salience_lib.maps import minmax_normalise  # noqa: E402
+from salience_lib.measures.degradation import level_sigmas, salience_guided_blur  # noqa: E402
+from salience_lib.measures.entropy import salience_entropy  # noqa: E402
+from salience_lib.salience import GradCAM  # noqa: E402
+from salience_lib.similarity import ssim  # noqa: E402
+
+GOALS = {
+    "gradcam_over_forward": ("<=", 1.1),
+    "speedup_vs_pytorch_grad_cam": (">=", 2.5),
+    "speedup_vs_captum": (">=", 1.8),
+    "speedup_vs_torchcam": (">=", 1.0),
+    "speedup_entropy_vs_quantus": (">=", 90),
+    "speedup_ssim_vs_skimage": (">=", 200),
+    "speedup_ssim_vs_skimage_large": (">=", 2),
+    "speedup_blur_vs_reference": (">=", 20),
+}
+
+
+@dataclass
+class Setting:
+    arch: str
+    size: int
+    batch: int
+    repeats: int
+    ssim_small_pairs: int
+    ssim_large_pairs: int
+    quantus_maps: int
+    blur_images: int
+    blur_size: int
+
+
+QUICK = Setting("resnet18", 112, 32, 5, 10_000, 1_000, 2_000, 8, 112)
+FULL = Setting("resnet50", 224, 64, 10, 10_000, 1_000, 10_000, 16, 224)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in seconds over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def check_close(name: str, ours: torch.Tensor | np.ndarray, theirs: torch.Tensor | np.ndarray, tol: float) -> float:
+    """Max abs difference of two outputs; raises if above ``tol`` (never time different things)."""
+    a = torch.as_tensor(np.asarray(ours.detach().cpu() if isinstance(ours, torch.Tensor) else ours), dtype=torch.float64)
+    b = torch.as_tensor(
+        np.asarray(theirs.detach().cpu() if isinstance(theirs, torch.Tensor) else theirs), dtype=torch.float64
+    )
+    diff = float((a.reshape(b.shape) - b).abs().max())
+    if diff > tol:
+        raise AssertionError(f"{name}: outputs differ by {diff:.3g} > {tol:g}; refusing to time different things")
+    return diff
+
+
+# ------------------------------------------------------------------------------------------------
+# Grad-CAM against the libraries
+
+
+def bench_gradcam(s: Setting, device: torch.device, amp: bool) -> dict[str, float]:
+    from captum.attr import LayerAttribution, LayerGradCam
+    from pytorch_grad_cam import GradCAM as PgcGradCAM
+    from torchcam.methods import GradCAM as TorchcamGradCAM
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, s.arch)(num_classes=2).to(device).eval()
+    images = torch.rand(s.batch, 3, s.size, s.size, device=device)
+    size = (s.size, s.size)
+    layer = model.layer4
+    cam = GradCAM(model, "layer4")
+    ours = cam(images, size=size)
+
+    def forward_only() -> None:
+        with torch.no_grad():
+            model(images)
+
+    def captum_run() -> torch.Tensor:
+        with torch.no_grad():
+            predicted = model(images).argmax(1)
+        attributions = LayerGradCam(model, layer).attribute(images, target=predicted, relu_attributions=True)
+        up = LayerAttribution.interpolate(attributions, size, interpolate_mode="bilinear")
+        return minmax_normalise(up[:, 0].detach())
+
+    pgc = PgcGradCAM(model=model, target_layers=[layer])
+
+    def pgc_run() -> np.ndarray:
+        return pgc(input_tensor=images, targets=None)
+
+    def torchcam_run() -> torch.Tensor:
+        with TorchcamGradCAM(model, target_layer="layer4") as extractor:
+            scores = model(images)
+            maps = extractor(scores.argmax(1).tolist(), scores)[0]
+        return minmax_normalise(F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0])
+
+    out = {
+        "max_abs_diff_captum": check_close("captum", ours, captum_run(), 1e-4),
+        "max_abs_diff_pytorch_grad_cam": check_close("pytorch-grad-cam", ours, pgc_run(), 1e-2),
+        "max_abs_diff_torchcam": check_close("torchcam", ours, torchcam_run(), 1e-4),
+    }
+    t_ours = timed(lambda: cam(images, size=size), device, s.repeats)
+    t_forward = timed(forward_only, device, s.repeats)
+    t_captum = timed(captum_run, device, s.repeats)
+    t_pgc = timed(pgc_run, device, s.repeats)
+    t_torchcam = timed(torchcam_run, device, s.repeats)
+    out |= {
+        "t_forward_s": t_forward,
+        "t_gradcam_s": t_ours,
+        "t_captum_s": t_captum,
+        "t_pytorch_grad_cam_s": t_pgc,
+        "t_torchcam_s": t_torchcam,
+        "gradcam_over_forward": t_ours / t_forward,
+        "speedup_vs_captum": t_captum / t_ours,
+        "speedup_vs_pytorch_grad_cam": t_pgc / t_ours,
+        "speedup_vs_torchcam": t_torchcam / t_ours,
+    }
+    if amp and device.type == "cuda":
+        dtype = torch.bfloat16
+        amp_cam = GradCAM(model, "layer4", autocast_dtype=dtype)
+        out["amp_max_abs_diff"] = float((amp_cam(images, size=size) - ours).abs().max())
+        t_amp = timed(lambda: amp_cam(images, size=size), device, s.repeats)
+        out["speedup_vs_torchcam_amp"] = t_torchcam / t_amp
+        out["amp_speedup_over_fp32"] = t_ours / t_amp
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# entropy, SSIM and blur against their references
+
+
+def bench_entropy(s: Setting, device: torch.device) -> dict[str, float]:
+    import quantus
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(s.quantus_maps, 1, 112, 112, generator=g)
+    x = torch.rand(s.quantus_maps, 1, 112, 112, generator=g).numpy()
+    y = np.zeros(s.quantus_maps, dtype=np.int64)
+    metric = quantus.Complexity(disable_warnings=True, display_progressbar=False)
+
+    def quantus_run() -> np.ndarray:
+        return np.asarray(metric(model=None, x_batch=x, y_batch=y, a_batch=maps.numpy(), device="cpu"))
+
+    on_device = maps[:, 0].to(device)
+
+    def ours_run() -> torch.Tensor:
+        return salience_entropy(on_device, "spatial")
+
+    # Quantus: scipy entropy of |a| / sum |a| in nats, not normalised → compare after our normalisation.
+    reference = quantus_run() / np.log(112 * 112)
+    diff = check_close("quantus", ours_run(), reference, 1e-5)
+    t_q = timed(quantus_run, torch.device("cpu"), max(1, s.repeats // 3), warmup=0)
+    t_o = timed(ours_run, device, s.repeats)
+    return {"max_abs_diff_quantus": diff, "t_quantus_s": t_q, "t_entropy_s": t_o, "speedup_entropy_vs_quantus": t_q / t_o}
+
+
+def bench_ssim(pairs: int, side: int, device: torch.device, repeats: int) -> tuple[float, float, float]:
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(pairs, side, side, generator=g, dtype=torch.float64)
+    b = (a + 0.3 * torch.rand(pairs, side, side, generator=g, dtype=torch.float64)).clamp(0, 1)
+    an, bn = a.numpy(), b.numpy()
+
+    def skimage_run() -> np.ndarray:
+        return np.array([structural_similarity(x, y, data_range=1.0) for x, y in zip(an, bn, strict=True)])
+
+    a_dev, b_dev = a.float().to(device), b.float().to(device)
+    diff = check_close("skimage ssim", ssim(a_dev, b_dev), skimage_run(), 1e-5)
+    t_sk = timed(skimage_run, torch.device("cpu"), max(1, repeats // 3), warmup=0)
+    t_ours = timed(lambda: ssim(a_dev, b_dev), device, repeats)
+    return diff, t_sk, t_ours
+
+
+def authors_blur(image: np.ndarray, salience: np.ndarray, sigma_smooth: float, scale: float) -> np.ndarray:
+    """Per-image reference as the authors do it: smooth, scale to [0, 10], round to 0.1, one blur per level."""
+    from scipy import ndimage
+
+    up = torch.nn.functional.interpolate(
+        torch.as_tensor(salience)[None, None].float(), size=image.shape[-2:], mode="bilinear", align_corners=False
+    )[0, 0].numpy()
+    smooth = ndimage.gaussian_filter(up.astype(np.float32), sigma_smooth, mode="nearest", truncate=4.0)
+    span = smooth.max() - smooth.min()
+    scaled = (smooth - smooth.min()) / span if span > 0 else np.zeros_like(smooth)
+    levels = np.round(scaled * 100).astype(int)
+    sigmas = level_sigmas(scale).numpy()
+    out = np.empty_like(image)
+    for level in np.unique(levels):
+        where = levels == level
+        sigma = sigmas[level]
+        if int(4.0 * sigma + 0.5) == 0:
+            out[:, where] = image[:, where]
+            continue
+        for c in range(image.shape[0]):
+            blurred = ndimage.gaussian_filter(image[c], sigma, mode="nearest", truncate=4.0)
+            out[c, where] = blurred[where]
+    return out
+
+
+def bench_blur(s: Setting, device: torch.device) -> dict[str, float]:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(s.blur_images, 3, s.blur_size, s.blur_size, generator=g)
+    maps = torch.rand(s.blur_images, 7, 7, generator=g)
+    scale = s.blur_size / 224
+
+    def reference_run() -> np.ndarray:
+        return np.stack([authors_blur(i, m, 5.0 * scale, scale) for i, m in zip(images.numpy(), maps.numpy(), strict=True)])
+
+    img_dev, maps_dev = images.to(device), maps.to(device)
+
+    def ours_run() -> torch.Tensor:
+        return salience_guided_blur(img_dev, maps_dev, "background")
+
+    diff = check_close("authors' blur loop", ours_run(), reference_run(), 1e-4)
+    t_ref = timed(reference_run, torch.device("cpu"), 1, warmup=0)
+    t_ours = timed(ours_run, device, max(1, s.repeats // 2))
+    return {"max_abs_diff_blur": diff, "t_blur_reference_s": t_ref, "t_blur_s": t_ours, "speedup_blur_vs_reference": t_ref / t_ours}
+
+
+# ------------------------------------------------------------------------------------------------
+# scaling
+
+
+def bench_scaling(s: Setting, device: torch.device, quick: bool) -> dict[str, object]:
+    """Grad-CAM + entropy time vs batch size, and vs number of images at a fixed batch size."""
+    model = getattr(torchvision.models, s.arch)(num_classes=2).to(device).eval()
+    cam = GradCAM(model, "layer4")
+    sizes = [4, 8, 16, 32] if quick else [8, 16, 32, 64, 128]
+    per_batch = {}
+    for batch in sizes:
+        images = torch.rand(batch, 3, s.size, s.size, device=device)
+        per_batch[batch] = timed(lambda im=images: salience_entropy(cam(im)), device, max(1, s.repeats // 2))
+    counts = [64, 128, 256] if quick else [256, 512, 1024, 2048]
+    per_count = {}
+    batch = s.batch
+    images = torch.rand(batch, 3, s.size, s.size, device=device)
+    for n in counts:
+
+        def run(n: int = n) -> None:
+            for _ in range(n // batch):
+                salience_entropy(cam(images))
+
+        per_count[n] = timed(run, device, 1)
+    return {"time_vs_batch_size_s": per_batch, "time_vs_images_s": per_count}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small CPU run (a minute or two)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 = robust on a busy machine)")
+    parser.add_argument("--amp", action="store_true", help="also time bf16 autocast (GPU)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    s = QUICK if args.quick else FULL
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({args.threads} torch thread(s))"
+    results: dict[str, object] = {"device": name, "arch": s.arch, "image_size": s.size, "batch": s.batch}
+    results |= bench_gradcam(s, device, args.amp)
+    results |= bench_entropy(s, device)
+    diff, t_sk, t_ours = bench_ssim(s.ssim_small_pairs, 7, device, s.repeats)
+    results |= {"max_abs_diff_ssim": diff, "speedup_ssim_vs_skimage": t_sk / t_ours}
+    diff, t_sk, t_ours = bench_ssim(s.ssim_large_pairs, 112, device, max(1, s.repeats // 2))
+    results |= {"max_abs_diff_ssim_large": diff, "speedup_ssim_vs_skimage_large": t_sk / t_ours}
+    results |= bench_blur(s, device)
+    results |= bench_scaling(s, device, args.quick)
+
+    print(f"{'key':34s} {'value':>10s}  goal")
+    for key, (op, goal) in GOALS.items():
+        value = float(results[key])
+        met = value <= goal if op == "<=" else value >= goal
+        print(f"{key:34s} {value:10.2f}  {op} {goal:g} {'ok' if met else 'MISSED'}")
+    print(json.dumps(results, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,390 @@
+"""Tests for salience_lib.training: losses, checkpoints, determinism, resume, cache, command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from salience_lib import cli, training
+from salience_lib.maps import minmax_normalise
+from salience_lib.training import (
+    MODEL_FILE,
+    RESUME_FILE,
+    SIDECAR_FILE,
+    TrainConfig,
+    class_activation_map,
+    config_from_args,
+    cyborg_loss,
+    dataset_hash,
+    find_runs,
+    load_model,
+    recipe_hash,
+    train_on,
+)
+
+SIZE = 32
+
+
+class TinyFaces(Dataset):
+    """Items like ``CsvImageDataset``'s: synthetic images carry a bright square, annotated as salient."""
+
+    def __init__(self, n: int, seed: int, annotations: bool = True, quantised: bool = False):
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.rand(n, 3, SIZE, SIZE, generator=g) * 0.5
+        self.labels = torch.arange(n) % 2
+        self.maps = torch.zeros(n, SIZE, SIZE)
+        corners = torch.randint(0, SIZE - 8, (n, 2), generator=g)
+        for i, (r, c) in enumerate(corners.tolist()):
+            if self.labels[i] == 1:
+                self.images[i, :, r : r + 8, c : c + 8] += 0.5
+                self.maps[i, r : r + 8, c : c + 8] = 1.0
+            else:
+                self.maps[i, 8:16, 8:24] = 0.5
+        if quantised:
+            self.images = torch.round(self.images * 255) / 255
+        self.annotations = annotations
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple:
+        item = (self.images[i], int(self.labels[i]))
+        return (*item, self.maps[i]) if self.annotations else item
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    values = {"loss": "cyborg", "epochs": 2, "batch_size": 16, "seed": 0} | overrides
+    return TrainConfig(**values)
+
+
+def _state(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / MODEL_FILE, weights_only=True)
+
+
+def _assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[TinyFaces, TinyFaces]:
+    return TinyFaces(64, seed=0), TinyFaces(32, seed=1, annotations=False)
+
+
+def _train(config: TrainConfig, data, out: Path, **kwargs) -> Path:
+    return train_on(config, data[0], data[1], out, "datahash", progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor], list[int]]:
+    """One complete 2-epoch CYBORG run; also the model's state at the end and the epochs seen."""
+    epochs: list[int] = []
+    final: dict[str, torch.Tensor] = {}
+
+    def callback(epoch, model, record):
+        epochs.append(epoch)
+        final.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    run_dir = _train(tiny_config(), data, tmp_path_factory.mktemp("runs"), on_epoch_end=callback)
+    return run_dir, final, epochs
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+def test_cam_matches_loop(generator) -> None:
+    feats = torch.randn(3, 5, 4, 6, generator=generator, dtype=torch.float64)
+    weight = torch.randn(2, 5, generator=generator, dtype=torch.float64)
+    targets = torch.tensor([0, 1, 1])
+    cam = class_activation_map(feats, weight, targets)
+    for b in range(3):
+        ref = sum(weight[targets[b], k] * feats[b, k] for k in range(5))
+        torch.testing.assert_close(cam[b], ref)
+
+
+def test_cam_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="features"):
+        class_activation_map(torch.zeros(2, 3, 4), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="weight"):
+        class_activation_map(torch.zeros(2, 3, 4, 4), torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="targets"):
+        class_activation_map(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3), torch.zeros(2))
+
+
+def _loss_inputs(generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    logits = torch.randn(4, 2, generator=generator)
+    feats = torch.rand(4, 8, 4, 4, generator=generator)
+    weight = torch.randn(2, 8, generator=generator)
+    targets = torch.tensor([0, 1, 0, 1])
+    return logits, feats, weight, targets
+
+
+def test_cyborg_cam_term_zero_when_annotation_equals_normalised_cam(generator) -> None:
+    logits, feats, weight, targets = _loss_inputs(generator)
+    cam = minmax_normalise(class_activation_map(feats, weight, targets))
+    total, ce, mse = cyborg_loss(logits, feats, weight, targets, cam, alpha=0.5)
+    assert mse.item() == 0.0
+    torch.testing.assert_close(total, 0.5 * ce)
+    # A human map at 2x resolution made of constant 2x2 blocks pools (area) back to the same map.
+    big = cam.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    assert cyborg_loss(logits, feats, weight, targets, big)[2].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_cyborg_formula_and_alpha_one_is_ce(generator) -> None:
+    logits, feats, weight, targets = _loss_inputs(generator)
+    human = torch.rand(4, 8, 8, generator=generator)
+    total, ce, mse = cyborg_loss(logits, feats, weight, targets, human, alpha=0.3)
+    torch.testing.assert_close(ce, F.cross_entropy(logits, targets))
+    cam = minmax_normalise(class_activation_map(feats, weight, targets))
+    torch.testing.assert_close(mse, F.mse_loss(cam, F.avg_pool2d(human[:, None], 2)[:, 0]))
+    torch.testing.assert_close(total, 0.3 * ce + 0.7 * mse)
+    total1, _, _ = cyborg_loss(logits, feats, weight, targets, human, alpha=1.0)
+    torch.testing.assert_close(total1, F.cross_entropy(logits, targets))
+    with pytest.raises(ValueError, match="alpha"):
+        cyborg_loss(logits, feats, weight, targets, human, alpha=1.5)
+
+
+def test_cyborg_gradients_flow_to_features_and_fc(generator) -> None:
+    logits, feats, weight, targets = _loss_inputs(generator)
+    feats.requires_grad_(True)
+    weight.requires_grad_(True)
+    human = torch.rand(4, 4, 4, generator=generator)
+    _, _, mse = cyborg_loss(logits, feats, weight, targets, human, alpha=0.0)
+    g_feats, g_weight = torch.autograd.grad(mse, (feats, weight))
+    assert g_feats.abs().sum() > 0
+    assert g_weight.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig(loss="focal")
+    with pytest.raises(ValueError, match="alpha"):
+        TrainConfig(alpha=-0.1)
+    with pytest.raises(ValueError, match="amp"):
+        TrainConfig(amp="fp8")
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def test_recipe_hash_covers_what_is_learned() -> None:
+    base = TrainConfig(loss="cyborg")
+    h = recipe_hash(base, "d")
+    assert recipe_hash(dataclasses.replace(base, seed=3, device="cpu", num_workers=2), "d") == h
+    assert recipe_hash(dataclasses.replace(base, lr=2e-3), "d") != h
+    assert recipe_hash(dataclasses.replace(base, alpha=0.2), "d") != h
+    assert recipe_hash(base, "other data") != h
+    xent = TrainConfig(loss="xent")
+    assert recipe_hash(dataclasses.replace(xent, alpha=0.2), "d") == recipe_hash(xent, "d")
+
+
+def test_dataset_hash(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="CSV"):
+        dataset_hash(tmp_path)
+    (tmp_path / "data.csv").write_text("train,Real,a.png\n")
+    h = dataset_hash(tmp_path)
+    (tmp_path / "info.json").write_text('{"seed": 0}')
+    assert dataset_hash(tmp_path) != h
+    (tmp_path / "data.csv").write_text("train,Synthetic,a.png\n")
+    assert len({h, dataset_hash(tmp_path)}) == 2
+
+
+def test_config_from_cli_args() -> None:
+    args = cli.build_parser().parse_args(
+        [
+            "train",
+            "--data",
+            "d",
+            "--loss",
+            "cyborg",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.01",
+            "--alpha",
+            "0.2",
+            "--amp",
+            "bf16",
+            "--image-size",
+            "96",
+            "--no-channels-last",
+        ]
+    )
+    config = config_from_args(args)
+    assert (config.loss, config.epochs, config.batch_size, config.lr) == ("cyborg", 3, 8, 0.01)
+    assert (config.alpha, config.amp, config.image_size, config.channels_last) == (0.2, "bf16", 96, False)
+    default = config_from_args(cli.build_parser().parse_args(["train", "--data", "d", "--loss", "xent"]))
+    assert default == TrainConfig(loss="xent")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def test_hflip_flips_annotation_with_image(generator) -> None:
+    images = torch.rand(16, 3, 4, 5, generator=generator)
+    batch = (images, torch.zeros(16, dtype=torch.long), images[:, 0].clone())
+    flipped = training._hflip(batch, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(flipped[0][:, 0], flipped[2])
+    changed = (flipped[0] != images).flatten(1).any(1)
+    assert 0 < int(changed.sum()) < 16
+
+
+def test_preload_packs_exact_8bit_data() -> None:
+    packed = training._preload(TinyFaces(8, seed=0, quantised=True))
+    assert packed.images.dtype == torch.uint8
+    torch.testing.assert_close(packed.batch(torch.arange(8))[0], TinyFaces(8, seed=0, quantised=True).images)
+    assert training._preload(TinyFaces(8, seed=0)).images.dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def test_run_folder_and_sidecar(trained) -> None:
+    run_dir, _, epochs = trained
+    assert epochs == [1, 2]
+    assert run_dir.name.startswith("cyborg-small_cnn-s0-")
+    assert (run_dir / MODEL_FILE).is_file()
+    assert not (run_dir / RESUME_FILE).exists()
+    assert not list(run_dir.parent.rglob("*.tmp"))
+    side = json.loads((run_dir / SIDECAR_FILE).read_text())
+    assert side["complete"] is True
+    assert (side["arch"], side["loss"], side["alpha"], side["seed"]) == ("small_cnn", "cyborg", 0.5, 0)
+    assert side["data_hash"] == "datahash"
+    assert side["recipe_hash"][:8] == run_dir.name[-8:]
+    assert side["config"]["epochs"] == 2
+    assert side["image_size"] == SIZE
+    assert [h["epoch"] for h in side["history"]] == [1, 2]
+    for key in ("train_loss", "train_ce", "train_cam", "val_acc", "val_loss", "lr", "seconds"):
+        assert isinstance(side["history"][-1][key], float), key
+    assert 0.0 <= side["metrics"]["val_acc"] <= 1.0
+    assert "library_version" in side
+
+
+def test_load_model_roundtrip(trained) -> None:
+    run_dir, final, _ = trained
+    model, side = load_model(run_dir)
+    assert not model.training
+    assert side["loss"] == "cyborg"
+    _assert_same_state(model.state_dict(), {k: v.contiguous() for k, v in final.items()})
+    reference = training.build_model("small_cnn", image_size=SIZE)
+    reference.load_state_dict(final)
+    x = torch.rand(4, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference.eval()(x))
+
+
+def test_deterministic_resumable_cached(data, trained, tmp_path) -> None:
+    """Same seed → same weights; an interrupted run resumes to the same weights; reruns are cached."""
+    run_dir, _, _ = trained
+    config = tiny_config()
+    twin = _train(config, data, tmp_path / "twin")
+    _assert_same_state(_state(twin), _state(run_dir))
+    other = _train(dataclasses.replace(config, seed=1), data, tmp_path / "twin")
+    assert other.name != twin.name
+    assert not torch.equal(_state(other)["fc.weight"], _state(twin)["fc.weight"])
+
+    # Interrupt after epoch 1, then resume.
+    def stop(epoch, model, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(config, data, tmp_path / "resumed", on_epoch_end=stop)
+    interrupted = tmp_path / "resumed" / twin.name
+    assert not (interrupted / MODEL_FILE).exists()
+    resume = torch.load(interrupted / RESUME_FILE, weights_only=True)
+    assert resume["epoch"] == 1
+    side = json.loads((interrupted / SIDECAR_FILE).read_text())
+    assert (side["complete"], side["epoch"]) == (False, 1)
+    assert find_runs(tmp_path / "resumed") == []
+    with pytest.raises(ValueError, match="not complete"):
+        load_model(interrupted)
+    seen: list[int] = []
+    resumed = _train(config, data, tmp_path / "resumed", on_epoch_end=lambda e, m, r: seen.append(e))
+    assert seen == [2]
+    _assert_same_state(_state(resumed), _state(run_dir))
+    assert [h["epoch"] for h in json.loads((resumed / SIDECAR_FILE).read_text())["history"]] == [1, 2]
+    assert not list((tmp_path / "resumed").rglob("*.tmp"))
+
+    # A complete run with the same recipe is returned untouched; a changed recipe trains anew.
+    mtime = (twin / MODEL_FILE).stat().st_mtime_ns
+    seen.clear()
+    assert _train(config, data, tmp_path / "twin", on_epoch_end=lambda e, m, r: seen.append(e)) == twin
+    assert seen == []
+    assert (twin / MODEL_FILE).stat().st_mtime_ns == mtime
+    changed = _train(dataclasses.replace(config, lr=3e-3), data, tmp_path / "twin")
+    assert changed != twin
+    assert len(find_runs(tmp_path / "twin")) == 3
+
+
+def test_xent_without_annotations_and_preload_equivalence(tmp_path) -> None:
+    plain = (TinyFaces(40, seed=2, annotations=False), None)
+    config = tiny_config(loss="xent", epochs=1, batch_size=13)  # 40 = 3 * 13 + 1: a lone sample is dropped
+    a = _train(config, plain, tmp_path / "a")
+    streamed = _train(dataclasses.replace(config, preload=False, num_workers=0), plain, tmp_path / "b")
+    assert streamed.name == a.name  # execution settings are not part of the recipe
+    _assert_same_state(_state(streamed), _state(a))
+    side = json.loads((a / SIDECAR_FILE).read_text())
+    assert side["metrics"]["val_acc"] is None
+    assert side["history"][0]["train_cam"] is None
+    assert find_runs(tmp_path / "a", loss="xent") == [a]
+    assert find_runs(tmp_path / "a", loss="cyborg") == []
+    with pytest.raises(ValueError, match="annotations"):
+        _train(tiny_config(epochs=1), plain, tmp_path / "d")
+
+
+def test_bf16_autocast_sgd_step_schedule(data, tmp_path) -> None:
+    config = tiny_config(epochs=2, amp="bf16", optimizer="sgd", schedule="step", step_size=1, lr=0.01)
+    run_dir = _train(config, data, tmp_path)
+    side = json.loads((run_dir / SIDECAR_FILE).read_text())
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in side["history"])
+    assert [h["lr"] for h in side["history"]] == pytest.approx([0.01, 0.001])
+
+
+def test_cli_train_runs_seeds_and_reuses(data, tmp_path, monkeypatch) -> None:
+    root = tmp_path / "faces"
+    root.mkdir()
+    (root / "data.csv").write_text("train,Real,a.png\n")
+    calls: list[str] = []
+
+    def fake_load(config, data_root):
+        calls.append(config.loss)
+        return data[0], None  # a data set without a val split
+
+    monkeypatch.setattr(training, "_load_datasets", fake_load)
+    argv = [
+        "train",
+        "--data",
+        str(root),
+        "--loss",
+        "cyborg",
+        "--seeds",
+        "0",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--out",
+        str(tmp_path / "runs"),
+        "--no-progress",
+    ]
+    assert cli.main(argv) == 0
+    assert calls == ["cyborg"]  # loaded once for both seeds
+    runs = find_runs(tmp_path / "runs", loss="cyborg")
+    sides = [json.loads((r / SIDECAR_FILE).read_text()) for r in runs]
+    assert [(s["seed"], s["metrics"]["val_acc"]) for s in sides] == [(0, None), (1, None)]
+    assert cli.main(argv) == 0
+    assert calls == ["cyborg"]  # everything cached: data not even loaded
+    assert training.train_one(tiny_config(epochs=1), root, tmp_path / "runs", progress=False) in runs
