@@ -55,7 +55,7 @@ class Setting:
     blur_size: int
 
 
-QUICK = Setting("resnet18", 112, 32, 5, 10_000, 1_000, 2_000, 8, 112)
+QUICK = Setting("resnet18", 112, 32, 5, 10_000, 1_000, 2_000, 4, 224)
 FULL = Setting("resnet50", 224, 64, 10, 10_000, 1_000, 10_000, 16, 224)
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from salience_lib.maps import minmax_normalise, resize_maps
 
 __all__ = [
     "blur_levels",
+    "blur_matrix",
     "check_images",
     "gaussian_blur",
     "gaussian_kernel1d",
@@ -51,24 +51,38 @@ def gaussian_kernel1d(
     return (kernel / kernel.sum()).to(dtype)
 
 
+def blur_matrix(n: int, sigma: float, truncate: float = 4.0, dtype: torch.dtype = torch.float32,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """``(n, n)`` matrix ``T`` with ``T @ x`` = 1-D Gaussian blur of ``x`` with edge-replicate borders.
+
+    Row ``i`` holds the kernel centred on ``i``; taps that fall outside ``[0, n)`` are added to the
+    edge sample, which is exactly what replicate padding does.
+    """
+    kernel = gaussian_kernel1d(sigma, truncate, torch.float64, device)
+    radius = kernel.numel() // 2
+    rows = torch.arange(n, device=device)[:, None]
+    cols = (rows + torch.arange(-radius, radius + 1, device=device)[None, :]).clamp(0, n - 1)
+    matrix = torch.zeros(n, n, dtype=torch.float64, device=device)
+    matrix.scatter_add_(1, cols, kernel.expand(n, -1).contiguous())
+    return matrix.to(dtype)
+
+
 def gaussian_blur(images: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
     """Separable Gaussian blur of every channel with edge-replicate borders.
 
     Equal to ``scipy.ndimage.gaussian_filter(x, (0, 0, σ, σ), mode="nearest", truncate=truncate)``.
-    ``σ = 0`` returns the input unchanged.
+    Computed as two matrix products with :func:`blur_matrix` (``T_H · X · T_Wᵀ``): a dense GEMM does
+    more multiply-adds than a ``2r+1``-tap convolution, but runs them far faster than a
+    single-channel ``conv2d`` does, on CPU and GPU alike. ``σ = 0`` returns the input unchanged.
     """
     images = check_images(images)
-    kernel = gaussian_kernel1d(float(sigma), truncate, images.dtype, images.device)
-    radius = kernel.numel() // 2
-    if radius == 0:
+    if int(truncate * float(sigma) + 0.5) == 0:
+        gaussian_kernel1d(float(sigma), truncate)  # validates sigma
         return images
-    batch, channels, height, width = images.shape
-    flat = images.reshape(batch * channels, 1, height, width)
-    flat = F.pad(flat, (radius, radius, 0, 0), mode="replicate")
-    flat = F.conv2d(flat, kernel.view(1, 1, 1, -1))
-    flat = F.pad(flat, (0, 0, radius, radius), mode="replicate")
-    flat = F.conv2d(flat, kernel.view(1, 1, -1, 1))
-    return flat.reshape(batch, channels, height, width)
+    height, width = images.shape[-2:]
+    rows = blur_matrix(height, float(sigma), truncate, images.dtype, images.device)
+    cols = blur_matrix(width, float(sigma), truncate, images.dtype, images.device)
+    return rows @ (images @ cols.T)
 
 
 def salt_and_pepper(

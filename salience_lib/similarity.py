@@ -8,6 +8,7 @@ geometric consistency, where a transform brings pixels in from outside the image
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from salience_lib.maps import check_pair, top_fraction_mask
 
@@ -28,14 +29,43 @@ def _check_mask(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor |
 
 
 def _box_sum(x: torch.Tensor, win: int) -> torch.Tensor:
-    """Sum over every ``win × win`` window fully inside ``(..., H, W)`` (integral image, float64)."""
-    integral = torch.nn.functional.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
-    return (
-        integral[..., win:, win:]
-        - integral[..., :-win, win:]
-        - integral[..., win:, :-win]
-        + integral[..., :-win, :-win]
-    )
+    """Sum over every ``win × win`` window fully inside ``(..., H, W)`` (separable running sums)."""
+    c = x.cumsum(-1)
+    c = c[..., win - 1 :] - F.pad(c, (1, 0))[..., :-win]
+    c = c.cumsum(-2)
+    return c[..., win - 1 :, :] - F.pad(c, (0, 0, 1, 0))[..., :-win, :]
+
+
+def _ssim_map(a: torch.Tensor, b: torch.Tensor, win: int, data_range: float) -> torch.Tensor:
+    """SSIM at every valid window position, ``(B, H − win + 1, W − win + 1)`` in float64.
+
+    Uses u = a + b and v = a − b, so four window statistics suffice instead of five:
+    2μaμb = (μu² − μv²)/2, μa² + μb² = (μu² + μv²)/2, 2σab = (σu² − σv²)/2, σa² + σb² = (σu² + σv²)/2.
+    """
+    x = a.double()
+    y = b.double()
+    u = x + y
+    v = x - y
+    n = win * win
+    means = _box_sum(torch.stack([u, v, u * u, v * v], dim=1), win).mul_(1.0 / n)
+    mu, mv, muu, mvv = means.unbind(dim=1)
+    cov_norm = n / (n - 1)  # sample covariance, as skimage's default
+    mu2 = mu * mu
+    mv2 = mv * mv
+    var_u = muu - mu2
+    var_v = mvv - mv2
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    numerator = (0.5 * (mu2 - mv2) + c1) * (0.5 * cov_norm * (var_u - var_v) + c2)
+    denominator = (0.5 * (mu2 + mv2) + c1) * (0.5 * cov_norm * (var_u + var_v) + c2)
+    return numerator / denominator
+
+
+def _chunk_size(a: torch.Tensor) -> int:
+    """Maps per chunk: on CPU keep each chunk's working set cache-sized (the op is memory-bound)."""
+    if a.device.type != "cpu":
+        return a.shape[0]
+    return max(1, (1 << 15) // (a.shape[-2] * a.shape[-1]))
 
 
 def ssim(
@@ -57,7 +87,9 @@ def ssim(
 
     with sample (co)variances (normalised by :math:`N - 1`, :math:`N = \mathrm{win}^2`), then the
     mean over window positions — ``skimage.metrics.structural_similarity(a, b, data_range=1.0)``
-    to within 1e-5 (it crops the same border). Window sums use an integral image in float64.
+    to within 1e-5 (it crops the same border). Window sums are separable running sums in float64
+    (the variance is a difference of nearly equal numbers); on the CPU the batch is processed in
+    cache-sized chunks, because the computation is memory-bound.
 
     Maps smaller than the window have no valid position: a :class:`ValueError` is raised (upsample
     them first; the paper's 7×7 maps have exactly one position). With ``mask``, only windows that
@@ -79,26 +111,19 @@ def ssim(
             "upsample them (salience_lib.maps.resize_maps) or pass a smaller odd `win_size`"
         )
     valid = _check_mask(mask, a)
-    x = a.double()
-    y = b.double()
-    stats = torch.stack([x, y, x * x, y * y, x * y], dim=1)
-    n = win_size * win_size
-    means = _box_sum(stats, win_size) / n
-    ux, uy, uxx, uyy, uxy = means.unbind(dim=1)
-    cov_norm = n / (n - 1)
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
-    s_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    if valid is None:
-        return s_map.mean(dim=(-2, -1)).float()
-    full = _box_sum(valid.double(), win_size) > n - 0.5
-    count = full.sum(dim=(-2, -1))
-    if bool((count == 0).any()):
-        raise ValueError(f"`mask` leaves no {win_size}×{win_size} window fully valid for some maps")
-    return ((s_map * full).sum(dim=(-2, -1)) / count).float()
+    step = _chunk_size(a)
+    results = []
+    for start in range(0, a.shape[0], step):
+        s_map = _ssim_map(a[start : start + step], b[start : start + step], win_size, data_range)
+        if valid is None:
+            results.append(s_map.mean(dim=(-2, -1)))
+            continue
+        full = _box_sum(valid[start : start + step].double(), win_size) > win_size * win_size - 0.5
+        count = full.sum(dim=(-2, -1))
+        if bool((count == 0).any()):
+            raise ValueError(f"`mask` leaves no {win_size}×{win_size} window fully valid for some maps")
+        results.append((s_map * full).sum(dim=(-2, -1)) / count)
+    return torch.cat(results).float()
 
 
 def _centred_cosine(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, centre: bool) -> torch.Tensor:
