@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy import stats as scipy_stats
 
-__all__ = ["Summary", "bootstrap_ci", "mann_whitney", "summarise"]
+__all__ = ["Summary", "bootstrap_ci", "mann_whitney", "roc_auc", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,16 @@ def mann_whitney(
         "p": float(result.pvalue),
         "effect": float(result.statistic) / (len(x) * len(y)),
     }
+
+
+def roc_auc(
+    positives: torch.Tensor | np.ndarray | list[float], negatives: torch.Tensor | np.ndarray | list[float]
+) -> float:
+    """Area under the ROC curve of scores: P(positive > negative) + ½ P(tie) = U / (n_pos · n_neg).
+
+    Hanley & McNeil (1982); the Mann–Whitney U statistic of the positives, via scipy's ranks.
+    """
+    x = _as_float64(positives, "positives").numpy()
+    y = _as_float64(negatives, "negatives").numpy()
+    statistic = scipy_stats.mannwhitneyu(x, y, alternative="two-sided").statistic
+    return float(statistic) / (len(x) * len(y))

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from salience_lib.stats import bootstrap_ci, mann_whitney, summarise
+from salience_lib.stats import bootstrap_ci, mann_whitney, roc_auc, summarise
 
 
 def test_ci_contains_mean_and_shrinks_with_n():
@@ -48,3 +48,10 @@ def test_mann_whitney_matches_scipy_and_least_p():
     assert result["p"] == pytest.approx(scipy_stats.mannwhitneyu(a, b).pvalue)
     assert result["p"] == pytest.approx(2 / 252)
     assert result["effect"] == 0
+
+
+def test_roc_auc_known_cases():
+    assert roc_auc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert roc_auc([0.1], [0.9]) == 0.0
+    assert roc_auc([0.5, 0.5], [0.5]) == 0.5
+    assert roc_auc([0.3, 0.9], [0.5, 0.1]) == pytest.approx(0.75)
