@@ -281,3 +281,23 @@ def main_evaluate(args: object) -> Path:
         raise FileNotFoundError(f"no complete runs (model.pt + model.json) under {args.runs}")
     result = evaluate_runs(args.data, runs, training.load_model, batch_size=args.batch_size)
     return write_json(result, args.out)
+
+
+def comparison_table(summary: dict, metrics: Sequence[str] | None = None, recipes: Sequence[str] = ("xent", "cyborg")):
+    """A pandas table of :func:`summarise_recipes` output: per metric, ``mean [CI]`` per recipe and p.
+
+    Columns: ``<recipe> mean``, ``<recipe> 95% CI`` for each recipe, ``Mann–Whitney p``.
+    """
+    import pandas as pd
+
+    rows = []
+    for metric in metrics or list(summary):
+        entry = summary[metric]
+        row: dict[str, object] = {"metric": metric}
+        for recipe in recipes:
+            if recipe in entry:
+                row[f"{recipe} mean"] = entry[recipe]["mean"]
+                row[f"{recipe} 95% CI"] = f"[{entry[recipe]['ci_low']:.3f}, {entry[recipe]['ci_high']:.3f}]"
+        row["Mann–Whitney p"] = entry.get("mann_whitney", {}).get("p")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("metric")

@@ -8,6 +8,7 @@ from salience_lib.evaluation import (
     mask_mass,
     pointing_game,
     stability_per_model,
+    comparison_table,
     summarise_recipes,
     write_json,
 )
@@ -47,6 +48,10 @@ def test_summarise_recipes_tests_xent_against_cyborg():
     summary = summarise_recipes(models)
     assert summary["acc"]["mann_whitney"]["p"] == pytest.approx(2 / 252)
     assert summary["acc"]["xent"]["mean"] == pytest.approx(0.2)
+    table = comparison_table(summary)
+    assert list(table.index) == ["acc"]
+    assert table.loc["acc", "cyborg mean"] == pytest.approx(1.2)
+    assert table.loc["acc", "Mann–Whitney p"] == pytest.approx(2 / 252)
 
 
 @pytest.fixture(scope="module")
