@@ -276,9 +276,9 @@ def main_evaluate(args: object) -> Path:
     from salience_lib import training
 
     torch.set_num_threads(max(1, int(getattr(args, "threads", 1))))
-    runs = training.find_runs(args.runs)
+    runs = training.find_runs(args.runs, data=args.data)
     if not runs:
-        raise FileNotFoundError(f"no complete runs (model.pt + model.json) under {args.runs}")
+        raise FileNotFoundError(f"no complete runs (model.pt + model.json) trained on {args.data} under {args.runs}")
     result = evaluate_runs(args.data, runs, training.load_model, batch_size=args.batch_size)
     return write_json(result, args.out)
 

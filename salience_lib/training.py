@@ -768,15 +768,26 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     return model.to(device).eval(), side
 
 
-def find_runs(runs_root: str | Path, loss: str | None = None, *, arch: str | None = None) -> list[Path]:
-    """Complete run folders directly under ``runs_root`` (sorted), optionally filtered by loss and arch."""
+def find_runs(
+    runs_root: str | Path, loss: str | None = None, *, arch: str | None = None, data: str | Path | None = None
+) -> list[Path]:
+    """Complete run folders directly under ``runs_root`` (sorted), optionally filtered.
+
+    Args:
+        loss, arch: keep runs of this loss / architecture.
+        data: keep runs trained on this data set as it is now (same :func:`dataset_hash`), so that
+            runs left over from an earlier version of the data are not mixed in.
+    """
     root = Path(runs_root)
     if not root.is_dir():
         return []
+    wanted_hash = dataset_hash(data) if data is not None else None
     found = []
     for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         side = _read_sidecar(run_dir)
         if not side or not side.get("complete") or not (run_dir / MODEL_FILE).is_file():
+            continue
+        if wanted_hash is not None and side.get("data_hash") != wanted_hash:
             continue
         if (loss is None or side.get("loss") == loss) and (arch is None or side.get("arch") == arch):
             found.append(run_dir)

@@ -388,3 +388,18 @@ def test_cli_train_runs_seeds_and_reuses(data, tmp_path, monkeypatch) -> None:
     assert cli.main(argv) == 0
     assert calls == ["cyborg"]  # everything cached: data not even loaded
     assert training.train_one(tiny_config(epochs=1), root, tmp_path / "runs", progress=False) in runs
+
+
+def test_find_runs_keeps_only_runs_of_the_current_data(tmp_path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "dataset.csv").write_text("train,Real,a.png\n")
+    plain = (TinyFaces(16, seed=3, annotations=False), None)
+    config = tiny_config(loss="xent", epochs=1, batch_size=8)
+    current = train_on(config, plain[0], None, tmp_path / "runs", dataset_hash(folder), progress=False)
+    stale = train_on(config, plain[0], None, tmp_path / "runs", "an older data set", progress=False)
+    assert current != stale
+    assert find_runs(tmp_path / "runs") == sorted([current, stale])
+    assert find_runs(tmp_path / "runs", data=folder) == [current]
+    (folder / "dataset.csv").write_text("train,Real,b.png\n")
+    assert find_runs(tmp_path / "runs", data=folder) == []
