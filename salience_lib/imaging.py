@@ -25,12 +25,15 @@ __all__ = [
 
 
 def check_images(images: object, name: str = "images") -> torch.Tensor:
+    """Check that ``images`` is a non-empty floating ``(B, C, H, W)`` tensor; raise naming ``name``."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
     if images.ndim != 4:
         raise ValueError(f"`{name}` must have shape (B, C, H, W), got shape {tuple(images.shape)}")
     if not images.is_floating_point():
         raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {images.dtype}")
+    if images.shape[0] == 0:
+        raise ValueError(f"`{name}` must contain at least one image, got batch size 0")
     return images
 
 

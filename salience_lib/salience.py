@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from salience_lib.imaging import check_images
 from salience_lib.inference import eval_mode
 from salience_lib.maps import minmax_normalise, resize_maps
 
@@ -78,18 +79,6 @@ def class_activation_map(features: torch.Tensor, weight: torch.Tensor, targets: 
 
 # --------------------------------------------------------------------------------------------------
 # model and argument plumbing
-
-
-def _check_images(images: object) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"`images` must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"`images` must have shape (B, C, H, W), got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"`images` must be a floating-point tensor, got dtype {images.dtype}")
-    if images.shape[0] == 0:
-        raise ValueError("`images` must contain at least one image, got batch size 0")
-    return images
 
 
 def _resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
@@ -200,7 +189,7 @@ class _SalienceMethod:
     def __call__(self, images: torch.Tensor, targets: Targets = None, size: Size = None) -> torch.Tensor:
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} was closed; create a new one")
-        images = _check_images(images)
+        images = check_images(images)
         with eval_mode(self.model):
             raw = self._raw_maps(images, targets)
         raw = raw.float()
