@@ -31,7 +31,7 @@ def _add_make_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checker-amplitude",
         type=float,
-        help="period-2 checkerboard in artifact regions, the signature shared by all families (default 0.035)",
+        help="period-2 checkerboard in artifact regions, the signature shared by all families (default 0.04)",
     )
     p.add_argument("--shortcut-amplitude", type=float, help="striped corner stamp, the shortcut cue (default 0.10)")
     p.add_argument("--artifact-strength", type=float, help="visibility of each family's own artifact (default 1)")

@@ -134,6 +134,9 @@ def _detection_metrics(p_synthetic: torch.Tensor, data: EvaluationData) -> dict[
         out[f"balanced_accuracy_{name}"] = _balanced_accuracy(predicted[keep], data.labels[keep])
     conflict = (data.group("seen", "unseen") & ~cue) | (real & cue)
     out["balanced_accuracy_cue_conflict"] = _balanced_accuracy(predicted[conflict], data.labels[conflict])
+    for name in ("seen", "unseen"):
+        chosen = (data.group(name) & ~cue) | (real & cue)
+        out[f"balanced_accuracy_cue_conflict_{name}"] = _balanced_accuracy(predicted[chosen], data.labels[chosen])
     return out
 
 
