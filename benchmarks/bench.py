@@ -16,19 +16,20 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import torchvision  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
 
-from salience_lib.maps import minmax_normalise  # noqa: E402
-from salience_lib.measures.degradation import level_sigmas, salience_guided_blur  # noqa: E402
-from salience_lib.measures.entropy import salience_entropy  # noqa: E402
-from salience_lib.salience import GradCAM  # noqa: E402
-from salience_lib.similarity import ssim  # noqa: E402
+from salience_lib.maps import minmax_normalise
+from salience_lib.measures.degradation import level_sigmas, salience_guided_blur
+from salience_lib.measures.entropy import salience_entropy
+from salience_lib.salience import GradCAM
+from salience_lib.similarity import ssim
 
 GOALS = {
     "gradcam_over_forward": ("<=", 1.1),
@@ -80,7 +81,9 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: 
 
 def check_close(name: str, ours: torch.Tensor | np.ndarray, theirs: torch.Tensor | np.ndarray, tol: float) -> float:
     """Max abs difference of two outputs; raises if above ``tol`` (never time different things)."""
-    a = torch.as_tensor(np.asarray(ours.detach().cpu() if isinstance(ours, torch.Tensor) else ours), dtype=torch.float64)
+    a = torch.as_tensor(
+        np.asarray(ours.detach().cpu() if isinstance(ours, torch.Tensor) else ours), dtype=torch.float64
+    )
     b = torch.as_tensor(
         np.asarray(theirs.detach().cpu() if isinstance(theirs, torch.Tensor) else theirs), dtype=torch.float64
     )
@@ -186,7 +189,12 @@ def bench_entropy(s: Setting, device: torch.device) -> dict[str, float]:
     diff = check_close("quantus", ours_run(), reference, 1e-5)
     t_q = timed(quantus_run, torch.device("cpu"), max(1, s.repeats // 3), warmup=0)
     t_o = timed(ours_run, device, s.repeats)
-    return {"max_abs_diff_quantus": diff, "t_quantus_s": t_q, "t_entropy_s": t_o, "speedup_entropy_vs_quantus": t_q / t_o}
+    return {
+        "max_abs_diff_quantus": diff,
+        "t_quantus_s": t_q,
+        "t_entropy_s": t_o,
+        "speedup_entropy_vs_quantus": t_q / t_o,
+    }
 
 
 def bench_ssim(pairs: int, side: int, device: torch.device, repeats: int) -> tuple[float, float, float]:
@@ -239,7 +247,9 @@ def bench_blur(s: Setting, device: torch.device) -> dict[str, float]:
     scale = s.blur_size / 224
 
     def reference_run() -> np.ndarray:
-        return np.stack([authors_blur(i, m, 5.0 * scale, scale) for i, m in zip(images.numpy(), maps.numpy(), strict=True)])
+        return np.stack(
+            [authors_blur(i, m, 5.0 * scale, scale) for i, m in zip(images.numpy(), maps.numpy(), strict=True)]
+        )
 
     img_dev, maps_dev = images.to(device), maps.to(device)
 
@@ -249,7 +259,12 @@ def bench_blur(s: Setting, device: torch.device) -> dict[str, float]:
     diff = check_close("authors' blur loop", ours_run(), reference_run(), 1e-4)
     t_ref = timed(reference_run, torch.device("cpu"), 1, warmup=0)
     t_ours = timed(ours_run, device, max(1, s.repeats // 2))
-    return {"max_abs_diff_blur": diff, "t_blur_reference_s": t_ref, "t_blur_s": t_ours, "speedup_blur_vs_reference": t_ref / t_ours}
+    return {
+        "max_abs_diff_blur": diff,
+        "t_blur_reference_s": t_ref,
+        "t_blur_s": t_ours,
+        "speedup_blur_vs_reference": t_ref / t_ours,
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -285,10 +300,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 = robust on a busy machine)")
     parser.add_argument("--amp", action="store_true", help="also time bf16 autocast (GPU)")
+    parser.add_argument("--out", help="also write the JSON to this file (e.g. benchmarks/results/cpu-quick.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     s = QUICK if args.quick else FULL
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({args.threads} torch thread(s))"
     results: dict[str, object] = {"device": name, "arch": s.arch, "image_size": s.size, "batch": s.batch}
@@ -306,7 +325,14 @@ def main() -> None:
         value = float(results[key])
         met = value <= goal if op == "<=" else value >= goal
         print(f"{key:34s} {value:10.2f}  {op} {goal:g} {'ok' if met else 'MISSED'}")
-    print(json.dumps(results, default=float))
+    line = json.dumps(results, default=float)
+    if args.out:
+        target = Path(args.out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(line + "\n")
+        os.replace(tmp, target)
+    print(line)
 
 
 if __name__ == "__main__":
