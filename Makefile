@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: test lint book clean-book
+.PHONY: test lint
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,15 +16,138 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check salience_lib tests benchmarks
+	$(VENV)/bin/ruff check salience_lib tests benchmarks browser_tests book/_tools
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: $(STAMP) lint
 	@set +e; $(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
-book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+# ---------------------------------------------------------------------------------------------
+# The book: data -> models -> executed chapters -> static site in _build/html.
+# `make book` (quick profile) or `make book PROFILE=full`; `make book DEVICE=cuda` on a GPU.
+# Every step is a make target, so re-running with nothing changed does nothing: a chapter is
+# executed again only when its source, the library, the data, the trained runs or the build
+# parameters changed. The chapter list is _toc.yml: every `file:`/`root:` entry whose book/*.md
+# has a kernelspec in its front matter is a notebook that papermill executes; other pages are copied.
+PROFILE ?= quick
+DEVICE ?= cpu
+ifeq ($(PROFILE),quick)
+DATA_N := 3600
+SEEDS := 0 1 2 3 4
+DATA_DIR := data/faces64
+else ifeq ($(PROFILE),full)
+DATA_N := 12000
+SEEDS := 0 1 2 3 4 5 6 7 8 9
+DATA_DIR := data/faces64-full
+else
+$(error PROFILE must be quick or full, got '$(PROFILE)')
+endif
+DATA_SIZE := 64
+DATA_SEED := 0
+DATA_WORKERS ?= 2
+RUNS_DIR := runs/$(PROFILE)
+RECIPES := xent cyborg
+ARCH := small_cnn
+CELL_TIMEOUT ?= 1800
+
+BUILD := _build
+SRC := $(BUILD)/src
+STAMPS := $(BUILD)/stamps
+VENDOR := $(SRC)/_vendor
+TOOLS := book/_tools
+
+LIB := $(wildcard salience_lib/*.py salience_lib/*/*.py)
+TRAIN_LIB := $(wildcard $(addprefix salience_lib/,cli.py training.py models.py salience.py data.py maps.py))
+DOCS := $(basename $(shell sed -nE 's/^[[:space:]]*(-[[:space:]]*)?(root|file):[[:space:]]*([^[:space:]#]+).*/\3/p' _toc.yml))
+BOOK_FILES := $(shell find book -type f ! -path '$(TOOLS)/*' ! -path '*/.ipynb_checkpoints/*' ! -path '*/__pycache__/*')
+NB_SOURCES := $(shell grep -l '^kernelspec:' $(filter %.md,$(BOOK_FILES)) /dev/null)
+EXECUTED := $(patsubst %.md,$(SRC)/%.ipynb,$(filter $(NB_SOURCES),$(DOCS:=.md)))
+STAGED := $(addprefix $(SRC)/,$(filter-out $(NB_SOURCES),$(BOOK_FILES)) _config.yml _toc.yml)
+# Chapters run in their own folder (book/), so paths are relative to it, as in Jupyter.
+PARAMS := profile=$(PROFILE) device=$(DEVICE) data_dir=../$(DATA_DIR) runs_dir=../$(RUNS_DIR)
+
+# Write $(2) to file $(1) only when it differs, so the file's time changes only with its content.
+define write-if-changed
+@mkdir -p $(dir $(1)); printf '%s\n' '$(2)' > $(1).tmp; \
+if cmp -s $(1).tmp $(1); then rm -f $(1).tmp; else mv $(1).tmp $(1); fi
+endef
+
+.PHONY: book browser-test clean-book FORCE
+.DELETE_ON_ERROR:
+
+book: $(STAMPS)/html.stamp
+	@echo "book: $(BUILD)/html/index.html ($(PROFILE) profile)"
+
+$(STAMPS)/data-$(PROFILE).cfg: FORCE
+	$(call write-if-changed,$@,n=$(DATA_N) size=$(DATA_SIZE) seed=$(DATA_SEED))
+
+$(STAMPS)/params.cfg: FORCE
+	$(call write-if-changed,$@,$(PARAMS))
+
+# The data set: generated when missing, or when the generator or the profile's sizes changed.
+$(DATA_DIR)/info.json: salience_lib/synthetic.py $(STAMPS)/data-$(PROFILE).cfg | $(STAMP)
+	$(PY) -m salience_lib make-data --out $(DATA_DIR) --n $(DATA_N) --size $(DATA_SIZE) --seed $(DATA_SEED) \
+		--workers $(DATA_WORKERS) --overwrite
+	@touch $@
+
+# The models: the train command reuses complete runs of the same recipe (seconds) and trains the
+# rest. Runs of an older recipe or data set are moved to runs/stale/, so that a chapter listing
+# runs_dir finds exactly the current models. The manifest (run folders and validation accuracies)
+# changes only when a run changed, and only then are the chapters executed again.
+RUNS_MANIFEST := $(STAMPS)/runs-$(PROFILE).txt
+$(STAMPS)/runs-$(PROFILE).stamp: $(DATA_DIR)/info.json $(TRAIN_LIB) | $(STAMP)
+	@mkdir -p $(@D)
+	set -o pipefail; for loss in $(RECIPES); do \
+		$(PY) -m salience_lib train --data $(DATA_DIR) --loss $$loss --seeds $(SEEDS) --arch $(ARCH) \
+			--out $(RUNS_DIR) --device $(DEVICE); \
+	done | tee $(RUNS_MANIFEST).tmp
+	@for run in $(RUNS_DIR)/*/; do \
+		run=$${run%/}; [ -d "$$run" ] && ! grep -q "^$$run[[:space:]]" $(RUNS_MANIFEST).tmp || continue; \
+		stale=runs/stale/$(PROFILE)/$$(basename "$$run"); mkdir -p $$(dirname $$stale); rm -rf "$$stale"; \
+		mv "$$run" "$$stale" && echo "moved stale run $$run to $$stale"; \
+	done
+	@if cmp -s $(RUNS_MANIFEST).tmp $(RUNS_MANIFEST); then rm -f $(RUNS_MANIFEST).tmp; \
+	else mv $(RUNS_MANIFEST).tmp $(RUNS_MANIFEST); fi
+	@touch $@
+$(RUNS_MANIFEST): $(STAMPS)/runs-$(PROFILE).stamp ;
+
+# One executed notebook per chapter, in the staged copy of the book that jupyter-book builds.
+$(EXECUTED): $(SRC)/%.ipynb: %.md $(LIB) $(DATA_DIR)/info.json $(RUNS_MANIFEST) \
+		$(STAMPS)/params.cfg $(TOOLS)/run_chapter.py | $(STAMP)
+	$(PY) $(TOOLS)/run_chapter.py $< $@ --timeout $(CELL_TIMEOUT) $(addprefix --param ,$(PARAMS))
+
+$(STAGED): $(SRC)/%: %
+	@mkdir -p $(@D)
+	cp $< $@
+
+# Widget JavaScript and MathJax, served from the site itself (it must work offline). The widget
+# bundle keeps its npm path under _static/widgets/, where book/_static/widgets-setup.js points
+# RequireJS, so that it finds its fonts.
+WIDGETS_DIST := @jupyter-widgets/html-manager/dist
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(STAMPS)/vendor.stamp: node_modules/.package-lock.json Makefile
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/widgets/$(WIDGETS_DIST) $(VENDOR)/mathjax
+	cp node_modules/requirejs/require.js $(VENDOR)/widgets/require.js
+	cp node_modules/$(WIDGETS_DIST)/embed-amd.js node_modules/$(WIDGETS_DIST)/*.{woff,woff2,ttf,eot,svg} \
+		$(VENDOR)/widgets/$(WIDGETS_DIST)/
+	cp -r node_modules/mathjax/es5/. $(VENDOR)/mathjax/
+	@mkdir -p $(@D) && touch $@
+
+# Sphinx rebuilds only the pages whose source changed, and copies static files only when some page
+# changed: a new configuration, table of contents or static file therefore rebuilds everything.
+FULL_REBUILD_IF := $(STAMPS)/vendor.stamp $(SRC)/_config.yml $(SRC)/_toc.yml $(SRC)/book/_static/%
+$(STAMPS)/html.stamp: $(STAGED) $(EXECUTED) $(STAMPS)/vendor.stamp | $(STAMP)
+	$(VENV)/bin/jupyter-book build $(SRC) --path-output . -W -n --keep-going $(if $(filter $(FULL_REBUILD_IF),$?),--all)
+	@touch $@
+
+# Opens every page of the built site in headless Chromium, offline (browser_tests/test_site.py).
+browser-test: $(STAMPS)/html.stamp
+	@set +e; $(PY) -m pytest browser_tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no browser tests: failing"; exit 1; fi; exit $$rc
 
 clean-book:
-	rm -rf _build
+	rm -rf $(BUILD)

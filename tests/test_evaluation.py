@@ -3,12 +3,12 @@ import torch
 
 from salience_lib import synthetic, training
 from salience_lib.evaluation import (
+    comparison_table,
     evaluate_runs,
     load_split,
     mask_mass,
     pointing_game,
     stability_per_model,
-    comparison_table,
     summarise_recipes,
     write_json,
 )

@@ -1,0 +1,170 @@
+"""Open every chapter of the built book in headless Chromium, as a reader would, offline.
+
+Per page of ``_toc.yml``: no console error, no uncaught exception, no failed request and no request
+to another host; every image (figures and widget frames) present and decoded; every widget rendered.
+Per frame widget (``salience_lib.book.frame_slider`` / ``frame_dropdown``): moving the control
+shows another image, with no kernel. Screenshots go to ``_build/screenshots/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from conftest import toc_documents
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, Request, Response, Route
+
+DOCUMENTS = toc_documents()
+LOCAL_HOSTS = {"127.0.0.1"}
+TIMEOUT_MS = 60_000
+
+VIEW_SCRIPTS = 'script[type="application/vnd.jupyter.widget-view+json"]'
+ALL_WIDGETS_RENDERED = """() => {
+    const views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
+    const rendered = [...document.querySelectorAll('.widget-subarea')].filter(a => a.children.length > 0).length;
+    return rendered >= views;
+}"""
+BROKEN_IMAGES = """() => [...document.querySelectorAll('main img')]
+    .filter(img => !(img.complete && img.naturalWidth > 0))
+    .map(img => img.currentSrc || img.src || img.outerHTML.slice(0, 120))"""
+# A short fingerprint of the bytes of the image a frame widget shows (its src is a blob: URL).
+SHOWN_IMAGE = """async (viewer) => {
+    const img = viewer.querySelector('img');
+    if (!img || !img.complete || img.naturalWidth === 0) return null;
+    const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+    let hash = 0;
+    for (const b of bytes) hash = (hash * 31 + b) >>> 0;
+    return `${bytes.length}:${hash}`;
+}"""
+
+
+@dataclass
+class Visit:
+    """An open page and everything that went wrong while it loaded and was used."""
+
+    page: Page
+    problems: list[str] = field(default_factory=list)
+
+
+def _slug(document: str) -> str:
+    return document.replace("/", "_")
+
+
+def _open(context: BrowserContext, url: str) -> Visit:
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    visit = Visit(page)
+
+    def route(route: Route) -> None:
+        host = urlparse(route.request.url).hostname
+        if route.request.url.startswith(("data:", "blob:")) or host in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            visit.problems.append(f"request to another host (refused): {route.request.url}")
+            route.abort()
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            visit.problems.append(f"console error: {message.text} at {message.location.get('url')}")
+
+    def response(resp: Response) -> None:
+        if resp.status >= 400:
+            visit.problems.append(f"HTTP {resp.status}: {resp.url}")
+
+    def failed(request: Request) -> None:
+        visit.problems.append(f"request failed: {request.url} ({request.failure})")
+
+    page.route("**/*", route)
+    page.on("console", console)
+    page.on("pageerror", lambda error: visit.problems.append(f"uncaught exception: {error}"))
+    page.on("response", response)
+    page.on("requestfailed", failed)
+    page.goto(url, wait_until="load")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function(ALL_WIDGETS_RENDERED)
+    return visit
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser context (no cache, no storage) per test."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield ctx
+    ctx.close()
+
+
+def test_toc_lists_pages() -> None:
+    assert DOCUMENTS, "_toc.yml lists no page"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_page_loads_offline_without_errors(context: BrowserContext, site_url: str, screenshots: Path, document: str):
+    visit = _open(context, f"{site_url}/{document}.html")
+    page = visit.page
+    assert page.locator("main h1").count() >= 1, f"{document}: no title rendered"
+    broken = page.evaluate(BROKEN_IMAGES)
+    views = page.locator(VIEW_SCRIPTS).count()
+    rendered = page.locator(".widget-subarea > *").count()
+    page.screenshot(path=screenshots / f"{_slug(document)}.png", full_page=True)
+    assert not broken, f"{document}: images missing or not decoded: {broken}"
+    assert rendered >= views, f"{document}: {views} widgets in the page, {rendered} rendered"
+    assert not visit.problems, f"{document}:\n" + "\n".join(visit.problems)
+
+
+def _move(viewer: Locator, page: Page) -> str:
+    """Operate the viewer's control one step; returns what was done."""
+    select = viewer.locator("select")
+    if select.count():
+        options = select.locator("option").count()
+        assert options >= 2, "a frame dropdown needs at least two options"
+        select.select_option(index=options - 1)
+        return f"dropdown -> option {options}"
+    handle = viewer.locator(".noUi-handle")
+    assert handle.count() == 1, "a frame widget has neither a dropdown nor one slider handle"
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    return "slider -> one step right"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_frame_widgets_switch_frames_without_a_kernel(
+    context: BrowserContext, site_url: str, screenshots: Path, document: str
+):
+    visit = _open(context, f"{site_url}/{document}.html")
+    page = visit.page
+    viewers = page.locator(".salience-frames")
+    if viewers.count() == 0:
+        pytest.skip(f"{document} has no frame widget")
+    for k in range(viewers.count()):
+        viewer = viewers.nth(k)
+        viewer.scroll_into_view_if_needed()
+        before = viewer.evaluate(SHOWN_IMAGE)
+        assert before is not None, f"{document}: frame widget {k + 1} shows no decoded image"
+        action = _move(viewer, page)
+        after = None
+        for _ in range(100):  # the browser re-renders the frame asynchronously: poll for up to 10 s
+            after = viewer.evaluate(SHOWN_IMAGE)
+            if after is not None and after != before:
+                break
+            page.wait_for_timeout(100)
+        viewer.screenshot(path=screenshots / f"{_slug(document)}-widget{k + 1}-moved.png")
+        assert after is not None, f"{document}: frame widget {k + 1} shows no image after {action}"
+        assert after != before, f"{document}: frame widget {k + 1} shows the same image after {action}"
+    assert not visit.problems, f"{document}:\n" + "\n".join(visit.problems)
+
+
+def test_the_book_has_a_frame_widget(browser: Browser, site_url: str):
+    """The widget check above must not pass vacuously: some chapter has a frame widget."""
+    ctx = browser.new_context()
+    try:
+        counts = {}
+        for document in DOCUMENTS:
+            visit = _open(ctx, f"{site_url}/{document}.html")
+            counts[document] = visit.page.locator(".salience-frames").count()
+            visit.page.close()
+    finally:
+        ctx.close()
+    assert sum(counts.values()) > 0, f"no frame widget on any page: {counts}"
