@@ -45,7 +45,7 @@ def _spatial_entropy(maps: torch.Tensor) -> torch.Tensor:
     # With T = sum(S): H = -sum (S/T) ln(S/T) = ln T - (1/T) sum S ln S — one log per pixel, and the
     # per-map reduction as a batched dot product (float32 accumulation; error < 1e-6 on 112² maps).
     flat = maps.float().flatten(1)
-    total = flat.sum(dim=1, dtype=torch.float64)
+    total = flat.sum(dim=1).double()  # float32 pairwise sums: far faster than float64, error ~1e-7
     s_log_s = torch.einsum("bi,bi->b", flat, flat.clamp_min(1e-30).log()).double()
     safe = torch.where(total > 0, total, torch.ones_like(total))
     value = (torch.log(safe) - s_log_s / safe) / math.log(flat.shape[1])
@@ -65,7 +65,7 @@ def salience_entropy(maps: torch.Tensor, kind: Kind = "histogram") -> torch.Tens
         raise ValueError(f"`kind` must be one of {_KINDS}, got {kind!r}")
     if maps.shape[1] * maps.shape[2] < 2:
         raise ValueError(f"entropy needs maps of at least 2 pixels, got shape {tuple(maps.shape)}")
-    if bool((maps < 0).any()):
+    if float(maps.amin()) < 0:
         raise ValueError("`maps` must be non-negative (normalise them to [0, 1] first)")
     if kind == "histogram":
         if bool((maps > 1).any()):
