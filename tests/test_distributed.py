@@ -1,0 +1,122 @@
+"""Tests for salience_lib.distributed: batch-aligned sharding and syncing accumulators across gloo ranks."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from salience_lib import distributed as dist_utils
+from salience_lib.measures.accumulator import Accumulator
+from salience_lib.measures.entropy import EntropyAccumulator
+from salience_lib.measures.out_of_set import MeanMapAccumulator
+
+
+class _Values(Accumulator):
+    """Per-image values in states that only exist once some rank has seen that kind of image."""
+
+    def update(self, name: str, values: torch.Tensor) -> None:
+        self._cat(name, values)
+
+
+@given(st.integers(0, 200), st.integers(1, 17), st.integers(1, 6))
+def test_shards_cover_every_image_once_in_whole_batches(n: int, batch_size: int, world_size: int) -> None:
+    shards = [dist_utils.shard_batches(n, batch_size, rank, world_size) for rank in range(world_size)]
+    assert [i for shard in shards for i in shard] == list(range(n))
+    for shard in shards:
+        if len(shard):
+            assert shard.start % batch_size == 0 and (shard.stop % batch_size == 0 or shard.stop == n)
+    sizes = [-(-len(shard) // batch_size) for shard in shards]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_shard_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="rank"):
+        dist_utils.shard_batches(10, 2, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        dist_utils.shard_batches(10, 0, rank=0, world_size=1)
+
+
+def test_single_process_context_and_device_errors() -> None:
+    context = dist_utils.setup("cpu")
+    assert (context.rank, context.world_size, context.is_main, context.distributed) == (0, 1, True, False)
+    assert dist_utils.broadcast_object(context, {"a": 1}) == {"a": 1}
+    with pytest.raises(ValueError, match="device"):
+        dist_utils.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            dist_utils.resolve_device("cuda")
+
+
+def test_indexed_uniform_depends_only_on_the_image_index() -> None:
+    whole = dist_utils.indexed_uniform(torch.arange(50), 64, seed=3, stream=1)
+    part = dist_utils.indexed_uniform(torch.tensor([49, 7, 20]), 64, seed=3, stream=1)
+    assert torch.equal(part, whole[[49, 7, 20]])
+    assert whole.min() >= 0 and whole.max() < 1 and abs(float(whole.mean()) - 0.5) < 0.02
+    assert not torch.equal(whole, dist_utils.indexed_uniform(torch.arange(50), 64, seed=4, stream=1))
+    assert not torch.equal(whole, dist_utils.indexed_uniform(torch.arange(50), 64, seed=3, stream=2))
+
+
+def test_indexed_salt_and_pepper_replaces_exact_counts() -> None:
+    images = torch.full((4, 3, 10, 10), 0.5)
+    noisy = dist_utils.indexed_salt_and_pepper(torch.arange(4), seed=0)(images, 0.25)
+    changed = (noisy != 0.5).all(dim=1)
+    assert changed.flatten(1).sum(dim=1).tolist() == [25] * 4
+    assert set(noisy[:, 0][changed].unique().tolist()) == {0.0, 1.0}
+    again = dist_utils.indexed_salt_and_pepper(torch.tensor([2]), seed=0)(images[:1], 0.25)
+    assert torch.equal(again, noisy[2:3])
+
+
+def _maps(rank: int) -> torch.Tensor:
+    return torch.rand(3 + 2 * rank, 8, 8, generator=torch.Generator().manual_seed(rank))
+
+
+def _fill(ranks: tuple[int, ...]) -> tuple[EntropyAccumulator, MeanMapAccumulator, _Values]:
+    """Rank 0: 3 maps into every accumulator; rank 1: 5 maps into the entropy only (the others stay empty)."""
+    entropy, mean_map, values = EntropyAccumulator("spatial"), MeanMapAccumulator(), _Values()
+    for rank in ranks:
+        entropy.update(_maps(rank))
+    if 0 in ranks:
+        mean_map.update(_maps(0))
+        values.update("x/a", _maps(0).mean(dim=(1, 2))[:1])
+        values.update("x/b", _maps(0).mean(dim=(1, 2))[1:])
+    return entropy, mean_map, values
+
+
+def _worker(rank: int, port: int, folder: str) -> None:
+    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": "2"}
+    torch.set_num_threads(1)
+    context = dist_utils.setup("cpu")
+    try:
+        accumulators = _fill((rank,))
+        for acc in accumulators:
+            dist_utils.sync_accumulator(context, acc)
+        entropy, mean_map, values = accumulators
+        state = [entropy.values("entropy"), mean_map.compute(), values.values("x/a"), values.values("x/b")]
+        torch.save(state, os.path.join(folder, f"{rank}.pt"))
+    finally:
+        dist_utils.teardown(context)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_sync_with_an_empty_rank_equals_one_process(tmp_path: Path) -> None:
+    """Two gloo ranks with uneven lengths and states missing on rank 1: both end with the merged state."""
+    assert not dist.is_initialized()
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    entropy, mean_map, values = _fill((0, 1))
+    expected = (entropy.values("entropy"), mean_map.compute(), values.values("x/a"), values.values("x/b"))
+    for rank in (0, 1):
+        for got, want in zip(torch.load(tmp_path / f"{rank}.pt"), expected, strict=True):
+            assert torch.equal(got, want)
