@@ -178,5 +178,5 @@ def spatially_varying_blur(images: torch.Tensor, sigma_per_level: torch.Tensor, 
     for level in torch.unique(levels).tolist():
         if int(4.0 * sigmas[level] + 0.5) == 0:
             continue  # a zero-radius kernel leaves the pixel as it is
-        out = torch.where((levels == level)[:, None], gaussian_blur(images, sigmas[level]), out)
+        torch.where((levels == level)[:, None], gaussian_blur(images, sigmas[level]), out, out=out)
     return out

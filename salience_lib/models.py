@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 __all__ = [
@@ -204,6 +203,8 @@ def _extractor(arch: str) -> _Extractor | None:
 
 def known_architectures() -> list[str]:
     """Names accepted by :func:`build_model`: ``small_cnn`` and the supported torchvision classifiers."""
+    import torchvision  # imported here: it pulls in torch._dynamo (~1.7 s per process start)
+
     tv = torchvision.models.list_models(module=torchvision.models)
     return ["small_cnn", *sorted(n for n in tv if _extractor(n) is not None)]
 
@@ -232,6 +233,8 @@ def _build_small_cnn(num_classes: int, weights_path: str | Path | None, image_si
 
 
 def _build_torchvision(arch: str, num_classes: int, weights_path: str | Path | None) -> nn.Module:
+    import torchvision
+
     backbone = torchvision.models.get_model(arch, weights=None)
     if weights_path is not None:
         backbone.load_state_dict(_read_state_dict(weights_path), strict=True)

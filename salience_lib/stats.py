@@ -43,7 +43,7 @@ def bootstrap_ci(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
-    chunk_elements: int = 2**24,
+    chunk_elements: int = 2**20,
 ) -> tuple[float, float]:
     r"""Percentile bootstrap CI of the mean (Efron & Tibshirani, 1993, ch. 13).
 
