@@ -151,3 +151,19 @@ browser-test: $(STAMPS)/html.stamp
 
 clean-book:
 	rm -rf $(BUILD)
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks against pytorch-grad-cam, Captum, torchcam, Quantus and scikit-image (SPEC §8).
+# `make bench` is the quick CPU run (a few minutes); `make bench BENCH_ARGS="--amp"` on a GPU runs
+# the full one. The JSON line is also written to benchmarks/results/<device>-<mode>.json.
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_ARGS ?= --quick
+BENCH_OUT ?= benchmarks/results/$(if $(findstring --quick,$(BENCH_ARGS)),cpu-quick,full).json
+
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/bench.py $(BENCH_ARGS) --out $(BENCH_OUT)
