@@ -47,7 +47,11 @@ def _ssim_map(a: torch.Tensor, b: torch.Tensor, win: int, data_range: float) -> 
     u = x + y
     v = x - y
     n = win * win
-    means = _box_sum(torch.stack([u, v, u * u, v * v], dim=1), win).mul_(1.0 / n)
+    stats = torch.stack([u, v, u * u, v * v], dim=1)
+    if stats.shape[-2:] == (win, win):  # the paper's case: a 7×7 map is exactly one window
+        means = stats.mean(dim=(-2, -1), keepdim=True)
+    else:
+        means = _box_sum(stats, win).mul_(1.0 / n)
     mu, mv, muu, mvv = means.unbind(dim=1)
     cov_norm = n / (n - 1)  # sample covariance, as skimage's default
     mu2 = mu * mu
