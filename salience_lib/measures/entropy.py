@@ -38,7 +38,7 @@ def _histogram_entropy(maps: torch.Tensor) -> torch.Tensor:
     counts.scatter_add_(1, levels, torch.ones_like(levels, dtype=torch.float64))
     p = counts / n_pixels
     bits = -(p * torch.log2(torch.where(p > 0, p, torch.ones_like(p)))).sum(dim=1)
-    return bits / math.log2(min(n_pixels, 256))
+    return (bits / math.log2(min(n_pixels, 256))).clamp_min(0.0)  # no -0.0 for a constant map
 
 
 def _spatial_entropy(maps: torch.Tensor) -> torch.Tensor:
