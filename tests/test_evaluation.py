@@ -87,3 +87,14 @@ def test_load_split_reads_masks_and_groups(tiny_runs):
     synthetic_rows = test.group("seen", "unseen")
     assert synthetic_rows.any() and (test.masks[synthetic_rows].flatten(1).amax(1) == 1).all()
     assert (test.masks[test.group("real")] == 0).all()
+
+
+def test_evaluate_command_line(tiny_runs, tmp_path, capsys):
+    from salience_lib.cli import main
+
+    data, runs = tiny_runs
+    out = tmp_path / "summary.json"
+    assert main(["evaluate", "--data", str(data), "--runs", str(runs[0].parent), "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert main(["evaluate", "--data", str(data), "--runs", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "no complete runs" in capsys.readouterr().err
