@@ -22,6 +22,7 @@ backward through the layers after the target (the floor for Grad-CAM).
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 from collections.abc import Sequence
@@ -159,7 +160,7 @@ def locate_target_layer(model: nn.Module, example: torch.Tensor) -> str:
 # base classes
 
 
-class _SalienceMethod:
+class _SalienceMethod(abc.ABC):
     """Shared call protocol: argument checks, eval mode, optional autocast, resize and normalise."""
 
     def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = None) -> None:
@@ -197,8 +198,9 @@ class _SalienceMethod:
             raw = resize_maps(raw, size)
         return minmax_normalise(raw).detach()
 
+    @abc.abstractmethod
     def _raw_maps(self, images: torch.Tensor, targets: Targets) -> torch.Tensor:
-        raise NotImplementedError  # abstract: every concrete method defines it
+        """Un-normalised maps ``(B, h, w)`` for ``images``."""
 
 
 class _LayerMethod(_SalienceMethod):
@@ -271,10 +273,11 @@ class _LayerMethod(_SalienceMethod):
             handle.remove()
             torch.set_grad_enabled(previous)
 
+    @abc.abstractmethod
     def _combine(
         self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor
     ) -> torch.Tensor:
-        raise NotImplementedError  # abstract: every concrete method defines it
+        """The method's formula: ``(B, C, h, w)`` activations (and gradients) → ``(B, h, w)`` maps."""
 
 
 # --------------------------------------------------------------------------------------------------

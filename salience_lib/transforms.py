@@ -13,6 +13,7 @@ Names accepted by :func:`get_transform`: ``hflip``, ``vflip``, ``rot90`` (counte
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 
@@ -32,14 +33,14 @@ __all__ = [
 ]
 
 
-class Transform:
+class Transform(abc.ABC):
     """Base class: subclasses define ``name`` and :meth:`apply`."""
 
     name: str = "transform"
 
+    @abc.abstractmethod
     def apply(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the transformed batch and its ``(B, H', W')`` boolean validity mask."""
-        raise NotImplementedError  # abstract
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
