@@ -32,6 +32,7 @@ change the numbers and of the checkpoint: an interrupted report resumes, a chang
 
 from __future__ import annotations
 
+import abc
 import csv
 import hashlib
 import io
@@ -444,23 +445,23 @@ def _summaries(acc: Accumulator, names: Sequence[str]) -> dict[str, Any]:
 # the measures, one streaming pass each
 
 
-class _Pass:
+class _Pass(abc.ABC):
     """One measure's pass over the data: accumulators, a per-batch update and a result."""
 
     name = "pass"
     uses_nonface = False
 
+    @abc.abstractmethod
     def accumulators(self) -> list[Accumulator]:
         """Every accumulator, in a fixed order (all ranks sync them in that order)."""
-        raise NotImplementedError  # abstract
 
+    @abc.abstractmethod
     def update(self, model: _Model, batch: _Batch) -> None:
         """Add one batch."""
-        raise NotImplementedError  # abstract
 
+    @abc.abstractmethod
     def result(self) -> dict[str, Any]:
         """The summary (rank 0, after the sync)."""
-        raise NotImplementedError  # abstract
 
 
 class _EntropyPass(_Pass):
