@@ -61,6 +61,47 @@ def test_spatially_varying_blur_equals_direct_per_pixel_reference():
         assert np.abs(ours[b] - reference).max() < 1e-10
 
 
+def _per_level_scipy(images: np.ndarray, sigmas: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The authors' loop: blur the whole image once per level present, take that level's pixels."""
+    out = images.copy()
+    for b in range(images.shape[0]):
+        for level in np.unique(levels[b]):
+            blurred = ndimage.gaussian_filter(images[b], (0, sigmas[level], sigmas[level]), mode="nearest")
+            out[b][:, levels[b] == level] = blurred[:, levels[b] == level]
+    return out
+
+
+@pytest.mark.parametrize(("height", "width"), [(70, 45), (130, 130), (9, 150)])
+def test_spatially_varying_blur_equals_per_level_scipy_on_smooth_levels(height, width):
+    """Smooth level maps (as from salience) at sizes that are not multiples of any tile, with radii
+    from 0 up to far more than the image side, so every tile size and the edge padding are used."""
+    g = torch.Generator().manual_seed(height)
+    images = torch.rand(3, 2, height, width, generator=g, dtype=torch.float64)
+    maps = torch.rand(3, 5, 5, generator=g)
+    levels = blur_levels(maps, (height, width), smoothing_sigma=3.0)
+    sigmas = torch.linspace(0, 10, 101, dtype=torch.float64) ** 4 / 1000 * 2.5  # σ up to 25 px
+    ours = spatially_varying_blur(images, sigmas, levels).numpy()
+    reference = _per_level_scipy(images.numpy(), sigmas.numpy(), levels.numpy())
+    assert np.abs(ours - reference).max() < 1e-10
+
+
+def test_spatially_varying_blur_single_pixel_level_and_untouched_levels():
+    images = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    levels = torch.zeros(1, 40, 40, dtype=torch.long)
+    levels[0, 17, 30] = 1
+    out = spatially_varying_blur(images, torch.tensor([0.0, 2.0], dtype=torch.float64), levels)
+    reference = ndimage.gaussian_filter(images[0].numpy(), (0, 2.0, 2.0), mode="nearest")
+    assert np.abs(out[0, :, 17, 30].numpy() - reference[:, 17, 30]).max() < 1e-12
+    unchanged = levels[0] == 0
+    assert torch.equal(out[0][:, unchanged], images[0][:, unchanged])
+    assert out.data_ptr() != images.data_ptr()
+
+
+def test_spatially_varying_blur_rejects_levels_out_of_range():
+    with pytest.raises(ValueError, match=r"levels.*\[0, 2\)"):
+        spatially_varying_blur(torch.rand(1, 1, 8, 8), torch.zeros(2), torch.full((1, 8, 8), 2))
+
+
 def test_spatially_varying_blur_checks_levels_shape():
     with pytest.raises(ValueError, match="levels"):
         spatially_varying_blur(torch.rand(1, 3, 8, 8), torch.zeros(3), torch.zeros(1, 4, 4, dtype=torch.long))
