@@ -14,10 +14,10 @@ Random draws must not depend on the shard either: :func:`indexed_uniform` and
 :func:`indexed_salt_and_pepper` derive them from a counter-based hash of ``(seed, stream, image
 index, element)``, so image ``i`` gets the same noise in any batch, on any rank and on any device.
 
-:func:`sync_accumulator` makes an accumulator's state global on every rank. Before calling
-:meth:`~salience_lib.measures.accumulator.Accumulator.sync` it gives every rank the same set of
-state names (a rank that saw no image of some group has never created that state; the collective
-calls would otherwise not line up and hang).
+:func:`sync_accumulator` makes an accumulator's state global on every rank, through
+:meth:`~salience_lib.measures.accumulator.Accumulator.sync`, which first gives every rank the same
+set of state names (a rank that saw no image of some group has never created that state; the
+collective calls would otherwise not line up and hang).
 """
 
 from __future__ import annotations
@@ -197,38 +197,13 @@ def sharded_loader(
     )
 
 
-def _layout(accumulator: Accumulator) -> dict[str, Any]:
-    sums = {name: tuple(value.shape) for name, value in accumulator._sums.items()}
-    return {"sums": sums, "cats": sorted(accumulator._cats)}
-
-
 def sync_accumulator(context: Context, accumulator: Accumulator) -> None:
     """Make ``accumulator`` hold the state of every rank (in place; no-op in a single process).
 
-    States that exist on some rank but not on this one are created empty first (zeros for sums,
-    no values for cat states), so ranks that saw no image of a kind still take part in every
-    collective call. Cat states end up in rank order.
-
-    Raises:
-        ValueError: a sum state whose shape differs between ranks.
+    :meth:`Accumulator.sync` with missing states created on this rank's device.
     """
-    if not context.distributed:
-        return
-    layouts: list[dict[str, Any] | None] = [None] * context.world_size
-    dist.all_gather_object(layouts, _layout(accumulator))
-    for layout in layouts:
-        assert layout is not None
-        for name, shape in layout["sums"].items():
-            mine = accumulator._sums.get(name)
-            if mine is None:
-                accumulator._sums[name] = torch.zeros(shape, dtype=torch.float64, device=context.device)
-            elif tuple(mine.shape) != tuple(shape):
-                raise ValueError(
-                    f"state {name!r} has shape {tuple(mine.shape)} here but {tuple(shape)} on another rank"
-                )
-        for name in layout["cats"]:
-            accumulator._cats.setdefault(name, [torch.empty(0, dtype=torch.float64, device=context.device)])
-    accumulator.sync()
+    if context.distributed:
+        accumulator.sync(context.device)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -97,9 +97,16 @@ def _worker(rank: int, port: int, folder: str) -> None:
     try:
         accumulators = _fill((rank,))
         for acc in accumulators:
-            dist_utils.sync_accumulator(context, acc)
+            acc.sync()  # the accumulator alone aligns the states rank 1 never created
         entropy, mean_map, values = accumulators
         state = [entropy.values("entropy"), mean_map.compute(), values.values("x/a"), values.values("x/b")]
+        mismatched = MeanMapAccumulator()
+        mismatched.update(torch.rand(2, 4 + rank, 4))
+        try:
+            dist_utils.sync_accumulator(context, mismatched)
+            state.append("no error")
+        except ValueError as err:
+            state.append(str(err))
         torch.save(state, os.path.join(folder, f"{rank}.pt"))
     finally:
         dist_utils.teardown(context)
@@ -112,11 +119,14 @@ def _free_port() -> int:
 
 
 def test_sync_with_an_empty_rank_equals_one_process(tmp_path: Path) -> None:
-    """Two gloo ranks with uneven lengths and states missing on rank 1: both end with the merged state."""
+    """Two gloo ranks with uneven lengths and states missing on rank 1: both end with the merged state;
+    a state whose shape differs between ranks raises on both (no hang)."""
     assert not dist.is_initialized()
     mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     entropy, mean_map, values = _fill((0, 1))
     expected = (entropy.values("entropy"), mean_map.compute(), values.values("x/a"), values.values("x/b"))
     for rank in (0, 1):
-        for got, want in zip(torch.load(tmp_path / f"{rank}.pt"), expected, strict=True):
+        *state, error = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        for got, want in zip(state, expected, strict=True):
             assert torch.equal(got, want)
+        assert "MeanMapAccumulator state 'sum' has shape" in error, error

@@ -82,14 +82,60 @@ class Accumulator:
             self._cat(name, other.values(name))
         return self
 
-    def sync(self) -> None:
+    def _layout(self) -> dict[str, Any]:
+        return {"sums": {name: tuple(value.shape) for name, value in self._sums.items()}, "cats": sorted(self._cats)}
+
+    def _state_device(self, device: torch.device | str | None) -> torch.device:
+        """Where missing states are created: ``device``, else that of a state held, else the backend's."""
+        if device is not None:
+            return torch.device(device)
+        for tensor in [*self._sums.values(), *(parts[0] for parts in self._cats.values() if parts)]:
+            return tensor.device
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
+    def _align_layout(self, device: torch.device | str | None) -> None:
+        """Create, empty, every state some other process holds and this one does not.
+
+        A process that saw no image of a kind (e.g. no non-face image in its shard) then still
+        takes part in every collective call, in the same order.
+
+        Raises:
+            ValueError: a sum state whose shape differs between processes.
+        """
+        layouts: list[dict[str, Any] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(layouts, self._layout())
+        where = self._state_device(device)
+        for layout in layouts:
+            assert layout is not None
+            for name, shape in layout["sums"].items():
+                mine = self._sums.get(name)
+                if mine is None:
+                    self._sums[name] = torch.zeros(shape, dtype=torch.float64, device=where)
+                elif tuple(mine.shape) != tuple(shape):
+                    raise ValueError(
+                        f"{type(self).__name__} state {name!r} has shape {tuple(mine.shape)} in this process "
+                        f"but {tuple(shape)} in another"
+                    )
+            for name in layout["cats"]:
+                self._cats.setdefault(name, [torch.empty(0, dtype=torch.float64, device=where)])
+
+    def sync(self, device: torch.device | str | None = None) -> None:
         """Combine the state of every ``torch.distributed`` process (no-op when not initialised).
 
-        Sum states are all-reduced; cat states are all-gathered in rank order (uneven lengths are
-        padded and trimmed). Afterwards every process holds the global state.
+        Every process must call it (a collective). States that exist in some processes only are
+        first created empty where missing (zeros for sums, no values for cat states; on ``device``,
+        else where this accumulator's states live, else CPU for gloo and the current GPU for NCCL).
+        Sum states are then all-reduced; cat states are all-gathered in rank order (uneven lengths
+        are padded and trimmed). Afterwards every process holds the global state.
+
+        Raises:
+            ValueError: a sum state whose shape differs between processes.
         """
         if not (dist.is_available() and dist.is_initialized()):
             return
+        self._align_layout(device)
         for name in sorted(self._sums):
             dist.all_reduce(self._sums[name])
         for name in sorted(self._cats):
