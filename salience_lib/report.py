@@ -607,12 +607,16 @@ class _DegradationPass(_Pass):
 
     def update(self, model: _Model, batch: _Batch) -> None:
         maps, noise = model.explainer(batch.images), self._random_maps(model, batch.index)
+        clean = class_probabilities(model.model, batch.images)
         for mode in MODES:
             for kind, guide in (("", None), ("random_", noise)):
-                effect = degradation_effect(model.model, model.explainer, batch.images, mode, self.similarity, guide)
+                effect = degradation_effect(
+                    model.model, model.explainer, batch.images, mode, self.similarity, guide,
+                    clean_maps=maps, clean_probabilities=clean,
+                )
                 self.single[f"{kind}{mode}"].update(effect)
-        self.deletion["deletion"].update(deletion_curve(model.model, maps, batch.images))
-        self.deletion["deletion_random"].update(deletion_curve(model.model, noise, batch.images))
+        for key, guide in (("deletion", maps), ("deletion_random", noise)):
+            self.deletion[key].update(deletion_curve(model.model, guide, batch.images, clean_probabilities=clean))
 
     def result(self) -> dict[str, Any]:
         out = {key: _summaries(acc, ("probability_drop", "flipped", "similarity")) for key, acc in self.single.items()}

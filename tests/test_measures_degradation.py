@@ -104,3 +104,23 @@ def test_accumulators_merge(images):
     deletion.update(deletion_curve(model, cam(images), images))
     summary = deletion.compute()
     assert len(summary["mean_curve"]) == 11 and summary["n"] == 6
+
+
+def test_precomputed_clean_maps_and_probabilities_give_the_same_result(images):
+    model = RegionTextureModel(SIZE)
+    cam = GradCAM(model)
+    maps, clean = cam(images), torch.softmax(model(images), dim=1)
+    for mode in ("background", "salient"):
+        fresh = degradation_effect(model, cam, images, mode, reference_size=SIZE)
+        reused = degradation_effect(
+            model, cam, images, mode, reference_size=SIZE, clean_maps=maps, clean_probabilities=clean
+        )
+        for field in ("clean_probability", "probability", "flipped", "similarity"):
+            assert torch.equal(getattr(fresh, field), getattr(reused, field)), (mode, field)
+    fresh_curve = deletion_curve(model, maps, images, reference_size=SIZE)
+    reused_curve = deletion_curve(model, maps, images, reference_size=SIZE, clean_probabilities=clean)
+    assert torch.equal(fresh_curve.probability, reused_curve.probability)
+    with pytest.raises(ValueError, match="`clean_maps` has 2 entries but `images` has 6"):
+        degradation_effect(model, cam, images, clean_maps=maps[:2])
+    with pytest.raises(ValueError, match=r"`clean_probabilities` must have shape \(B, classes\)"):
+        deletion_curve(model, maps, images, clean_probabilities=clean[:, 0])

@@ -123,17 +123,23 @@ def degradation_effect(
     similarity: Similarity = ssim,
     maps: torch.Tensor | None = None,
     reference_size: int | None = 224,
+    *,
+    clean_maps: torch.Tensor | None = None,
+    clean_probabilities: torch.Tensor | None = None,
 ) -> DegradationResult:
     """Blur guided by the explainer's maps and measure score change, flips and salience change.
 
     ``maps`` may be given (e.g. :func:`random_maps` for the baseline); by default they are
     ``explainer(images)``. The similarity compares ``explainer(degraded)`` with ``explainer(images)``.
+    Callers that run several degradations of the same batch may pass ``clean_maps``
+    (= ``explainer(images)``) and ``clean_probabilities`` (= the model's ``(B, classes)`` softmax on
+    ``images``) once, instead of having them recomputed each time.
     """
     _check_mode(mode)
-    clean_maps = explainer(images)
+    clean_maps = explainer(images) if clean_maps is None else _check_batch(clean_maps, images, "clean_maps")
     guide = clean_maps if maps is None else maps
     degraded = salience_guided_blur(images, guide, mode, reference_size=reference_size)
-    clean = class_probabilities(model, images)
+    clean = _clean_probabilities(model, images, clean_probabilities)
     targets = clean.argmax(dim=1)
     after = class_probabilities(model, degraded)
     return DegradationResult(
@@ -143,6 +149,21 @@ def degradation_effect(
         flipped=after.argmax(dim=1) != targets,
         similarity=similarity(explainer(degraded), clean_maps),
     )
+
+
+def _check_batch(tensor: torch.Tensor, images: torch.Tensor, name: str) -> torch.Tensor:
+    if tensor.shape[0] != images.shape[0]:
+        raise ValueError(f"`{name}` has {tensor.shape[0]} entries but `images` has {images.shape[0]} images")
+    return tensor
+
+
+def _clean_probabilities(model: nn.Module, images: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
+    """``given`` (checked: one row of class probabilities per image) or the model's softmax on ``images``."""
+    if given is None:
+        return class_probabilities(model, images)
+    if given.ndim != 2:
+        raise ValueError(f"`clean_probabilities` must have shape (B, classes), got {tuple(given.shape)}")
+    return _check_batch(given, images, "clean_probabilities")
 
 
 def random_maps(
@@ -175,6 +196,8 @@ def deletion_curve(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     sigma: float = 10.0,
     reference_size: int | None = 224,
+    *,
+    clean_probabilities: torch.Tensor | None = None,
 ) -> DeletionCurve:
     """Blur the top-``q`` fraction of pixels (ranked by ``maps`` upsampled to the input size).
 
@@ -184,6 +207,7 @@ def deletion_curve(
         images: ``(B, C, H, W)``.
         fractions: increasing q values in [0, 1].
         sigma: blur σ in px at ``reference_size``.
+        clean_probabilities: the model's ``(B, classes)`` softmax on ``images``, if already known.
     """
     images = check_images(images)
     maps = check_maps(maps)
@@ -192,7 +216,7 @@ def deletion_curve(
         raise ValueError(f"`fractions` must be increasing values in [0, 1], got {list(fractions)}")
     ranking = resize_maps(maps.float().to(images.device), tuple(images.shape[-2:]))
     blurred = gaussian_blur(images, sigma * _scale(min(images.shape[-2:]), reference_size))
-    clean = class_probabilities(model, images)
+    clean = _clean_probabilities(model, images, clean_probabilities)
     targets = clean.argmax(dim=1)
     probs = []
     for q in grid.tolist():
