@@ -163,6 +163,8 @@ def blur_levels(
 BLUR_TILES: tuple[int, ...] = (8, 16, 32, 64)
 #: Relative cost of gathering one patch element versus one multiply-add, for choosing a tile size.
 _GATHER_COST = 64.0
+#: Relative cost of one multiply-add in a whole-image blur (two large GEMMs) versus one in the tiles.
+_DENSE_COST = 0.3
 
 
 def band_matrix(tile: int, sigma: float, truncate: float = 4.0, dtype: torch.dtype = torch.float32,
@@ -193,8 +195,8 @@ def _tile_presence(levels: torch.Tensor, n_levels: int, base: int) -> torch.Tens
     return present[..., 1:].permute(3, 0, 1, 2)
 
 
-def _cheapest_tiling(present: torch.Tensor, radius: int) -> tuple[int, torch.Tensor]:
-    """Tile side and ``(B, H/T, W/T)`` active-tile mask that minimise the estimated work for one level.
+def _cheapest_tiling(present: torch.Tensor, radius: int) -> tuple[float, int, torch.Tensor]:
+    """Estimated work, tile side and ``(B, H/T, W/T)`` active-tile mask of the cheapest tiling of one level.
 
     A tile of side ``T`` costs a gather of ``(T + 2r)²`` padded samples and two band products
     (``T·(T + 2r)² + T²·(T + 2r)`` multiply-adds): small tiles waste work on the halo when ``r`` is
@@ -213,7 +215,7 @@ def _cheapest_tiling(present: torch.Tensor, radius: int) -> tuple[int, torch.Ten
         if best is None or cost < best[0]:
             best = (cost, tile, active)
     assert best is not None
-    return best[1], best[2]
+    return best
 
 
 def spatially_varying_blur(images: torch.Tensor, sigma_per_level: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -224,7 +226,8 @@ def spatially_varying_blur(images: torch.Tensor, sigma_per_level: torch.Tensor, 
     does (Crum et al. 2023, Explain2Me), but only where it is needed: for each level present, the
     image is cut into square tiles, and only tiles that contain the level are blurred, each from
     its padded patch by two small band-matrix products (:func:`band_matrix`); the tile side (8 to
-    64 px) is chosen per level to balance halo against unused pixels. Levels whose kernel has
+    64 px) is chosen per level to balance halo against unused pixels, and a level spread over
+    most of a small image is blurred whole (:func:`gaussian_blur`) instead. Levels whose kernel has
     radius 0 keep the pixel unchanged. Work is a few batched products per level, no per-image loop.
 
     Args:
@@ -254,9 +257,15 @@ def spatially_varying_blur(images: torch.Tensor, sigma_per_level: torch.Tensor, 
     height_p, width_p = height + pad_h, width + pad_w
     presence = _tile_presence(levels, len(sigmas), BLUR_TILES[0])
     out = F.pad(images, (0, pad_w, 0, pad_h))
+    whole_image_cost = _DENSE_COST * batch * height * width * (height + width)
     for level in blurred_levels:
         radius = radii[level]
-        tile, active = _cheapest_tiling(presence[level], radius)
+        cost, tile, active = _cheapest_tiling(presence[level], radius)
+        if cost > whole_image_cost:  # the level is everywhere: blur the whole image (two GEMMs)
+            inside = (levels[:, :height, :width] == level)[:, None]
+            visible = out[:, :, :height, :width]
+            torch.where(inside, gaussian_blur(images, sigmas[level]), visible, out=visible)
+            continue
         b, ty, tx = active.nonzero(as_tuple=True)
         span = tile + 2 * radius
         window = padded[:, :, halo - radius: halo + height_p + radius, halo - radius: halo + width_p + radius]

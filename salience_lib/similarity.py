@@ -36,33 +36,52 @@ def _box_sum(x: torch.Tensor, win: int) -> torch.Tensor:
     return c[..., win - 1 :, :] - F.pad(c, (0, 0, 1, 0))[..., :-win, :]
 
 
+def _window_means(a: torch.Tensor, b: torch.Tensor, win: int) -> torch.Tensor:
+    """``(4, B, H − win + 1, W − win + 1)`` float64 window means of u, v, u², v² (u = a + b, v = a − b).
+
+    Running sums with a leading zero row/column, written into preallocated buffers so that each
+    step is one pass over memory (the op is memory-bound and this runs on cache-sized chunks).
+    """
+    batch, height, width = a.shape
+    x, y = a.double(), b.double()
+    if (height, width) == (win, win):  # the paper's case: a 7×7 map is exactly one window
+        u, v = x + y, x - y
+        return torch.stack([u, v, u * u, v * v]).mean(dim=(-2, -1), keepdim=True)
+    stats = torch.empty(4, batch, height, width + 1, dtype=torch.float64, device=a.device)
+    stats[..., 0] = 0
+    u, v, uu, vv = stats[..., 1:].unbind(0)
+    torch.add(x, y, out=u)
+    torch.sub(x, y, out=v)
+    torch.mul(u, u, out=uu)
+    torch.mul(v, v, out=vv)
+    stats.cumsum_(-1)
+    rows = torch.empty(4, batch, height + 1, width + 1 - win, dtype=torch.float64, device=a.device)
+    rows[..., 0, :] = 0
+    torch.sub(stats[..., win:], stats[..., :-win], out=rows[..., 1:, :])
+    rows.cumsum_(-2)
+    return (rows[..., win:, :] - rows[..., :-win, :]).mul_(1.0 / (win * win))
+
+
 def _ssim_map(a: torch.Tensor, b: torch.Tensor, win: int, data_range: float) -> torch.Tensor:
     """SSIM at every valid window position, ``(B, H − win + 1, W − win + 1)`` in float64.
 
-    Uses u = a + b and v = a − b, so four window statistics suffice instead of five:
+    With u = a + b and v = a − b four window statistics suffice instead of five:
     2μaμb = (μu² − μv²)/2, μa² + μb² = (μu² + μv²)/2, 2σab = (σu² − σv²)/2, σa² + σb² = (σu² + σv²)/2.
+    Numerator and denominator are both scaled by 4·(N − 1)/N, which leaves
+    ((P + 2C1)(Σuu − Σvv − P + 2C2')) / ((Q + 2C1)(Σuu + Σvv − Q + 2C2')), P = μu² − μv²,
+    Q = μu² + μv², C2' = C2·(N − 1)/N (sample covariance, as skimage's default).
     """
-    x = a.double()
-    y = b.double()
-    u = x + y
-    v = x - y
+    mu, mv, muu, mvv = _window_means(a, b, win).unbind(0)
     n = win * win
-    stats = torch.stack([u, v, u * u, v * v], dim=1)
-    if stats.shape[-2:] == (win, win):  # the paper's case: a 7×7 map is exactly one window
-        means = stats.mean(dim=(-2, -1), keepdim=True)
-    else:
-        means = _box_sum(stats, win).mul_(1.0 / n)
-    mu, mv, muu, mvv = means.unbind(dim=1)
-    cov_norm = n / (n - 1)  # sample covariance, as skimage's default
+    c1 = 2 * (0.01 * data_range) ** 2
+    c2 = 2 * (0.03 * data_range) ** 2 * (n - 1) / n
     mu2 = mu * mu
     mv2 = mv * mv
-    var_u = muu - mu2
-    var_v = mvv - mv2
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
-    numerator = (0.5 * (mu2 - mv2) + c1) * (0.5 * cov_norm * (var_u - var_v) + c2)
-    denominator = (0.5 * (mu2 + mv2) + c1) * (0.5 * cov_norm * (var_u + var_v) + c2)
-    return numerator / denominator
+    p = mu2 - mv2
+    q = mu2.add_(mv2)
+    spread_difference = (muu - mvv).sub_(p).add_(c2)
+    spread_sum = muu.add_(mvv).sub_(q).add_(c2)
+    return p.add_(c1).mul_(spread_difference).div_(q.add_(c1).mul_(spread_sum))
 
 
 def _chunk_size(a: torch.Tensor) -> int:
