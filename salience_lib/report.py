@@ -78,6 +78,7 @@ from salience_lib.measures.out_of_set import (
     similarity_to_mean_map,
 )
 from salience_lib.measures.stability import StabilityAccumulator, agreement_with_reference, cross_set_similarity
+from salience_lib.memory import release_free_memory
 from salience_lib.salience import GradCAM
 from salience_lib.similarity import SIMILARITIES
 from salience_lib.stats import Summary, bootstrap_ci
@@ -653,6 +654,7 @@ class _Runner:
             for loader in loaders:
                 for item in loader:
                     yield _Batch.of(item, self.context.device)
+                    release_free_memory()  # keeps the peak from creeping up with the number of batches
                     bar.update()
 
     def run(self, model: _Model, measure: _Pass) -> float:
