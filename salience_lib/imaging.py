@@ -164,7 +164,7 @@ BLUR_TILES: tuple[int, ...] = (8, 16, 32, 64)
 #: Relative cost of gathering one patch element versus one multiply-add, for choosing a tile size.
 _GATHER_COST = 64.0
 #: Relative cost of one multiply-add in a whole-image blur (two large GEMMs) versus one in the tiles.
-_DENSE_COST = 0.3
+_DENSE_COST = 0.4
 
 
 def band_matrix(tile: int, sigma: float, truncate: float = 4.0, dtype: torch.dtype = torch.float32,
