@@ -85,16 +85,18 @@ def test_spatially_varying_blur_equals_per_level_scipy_on_smooth_levels(height, 
     assert np.abs(ours - reference).max() < 1e-10
 
 
-def test_spatially_varying_blur_single_pixel_level_and_untouched_levels():
-    images = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    levels = torch.zeros(1, 40, 40, dtype=torch.long)
+@pytest.mark.parametrize("side", [40, 64])  # 64: a multiple of every tile, so nothing is padded
+def test_spatially_varying_blur_single_pixel_level_and_untouched_levels(side):
+    images = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    original = images.clone()
+    levels = torch.zeros(1, side, side, dtype=torch.long)
     levels[0, 17, 30] = 1
     out = spatially_varying_blur(images, torch.tensor([0.0, 2.0], dtype=torch.float64), levels)
     reference = ndimage.gaussian_filter(images[0].numpy(), (0, 2.0, 2.0), mode="nearest")
     assert np.abs(out[0, :, 17, 30].numpy() - reference[:, 17, 30]).max() < 1e-12
     unchanged = levels[0] == 0
     assert torch.equal(out[0][:, unchanged], images[0][:, unchanged])
-    assert out.data_ptr() != images.data_ptr()
+    assert out.data_ptr() != images.data_ptr() and torch.equal(images, original)
 
 
 def test_spatially_varying_blur_rejects_levels_out_of_range():
