@@ -57,8 +57,8 @@ STAMPS := $(BUILD)/stamps
 VENDOR := $(SRC)/_vendor
 TOOLS := book/_tools
 
-LIB := $(wildcard salience_lib/*.py salience_lib/*/*.py)
-TRAIN_LIB := $(wildcard $(addprefix salience_lib/,cli.py training.py models.py salience.py data.py maps.py))
+LIB := $(wildcard salience_lib/*.py salience_lib/*/*.py salience_lib/*/*/*.py)
+TRAIN_LIB := $(wildcard $(addprefix salience_lib/,cli.py salience.py maps.py inference.py imaging.py data/*.py training/*.py models/*.py runtime/*.py))
 DOCS := $(basename $(shell sed -nE 's/^[[:space:]]*(-[[:space:]]*)?(root|file):[[:space:]]*([^[:space:]#]+).*/\3/p' _toc.yml))
 BOOK_FILES := $(shell find book -type f ! -path '$(TOOLS)/*' ! -path '*/.ipynb_checkpoints/*' ! -path '*/__pycache__/*')
 NB_SOURCES := $(shell grep -l '^kernelspec:' $(filter %.md,$(BOOK_FILES)) /dev/null)
@@ -86,7 +86,7 @@ $(STAMPS)/params.cfg: FORCE
 	$(call write-if-changed,$@,$(PARAMS))
 
 # The data set: generated when missing, or when the generator or the profile's sizes changed.
-$(DATA_DIR)/info.json: salience_lib/synthetic.py $(STAMPS)/data-$(PROFILE).cfg | $(STAMP)
+$(DATA_DIR)/info.json: $(wildcard salience_lib/data/synthetic/*.py) salience_lib/data/layout.py $(STAMPS)/data-$(PROFILE).cfg | $(STAMP)
 	$(PY) -m salience_lib make-data --out $(DATA_DIR) --n $(DATA_N) --size $(DATA_SIZE) --seed $(DATA_SEED) \
 		--workers $(DATA_WORKERS) --overwrite
 	@touch $@

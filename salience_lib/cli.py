@@ -40,7 +40,7 @@ def _add_make_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_make_data(args: argparse.Namespace) -> int:
-    from salience_lib import synthetic
+    from salience_lib.data import synthetic
 
     synthetic.main_make_data(args)
     return 0

@@ -276,13 +276,13 @@ def write_json(payload: dict, path: str | os.PathLike[str]) -> Path:
 
 def main_evaluate(args: object) -> Path:
     """CLI entry: ``python -m salience_lib evaluate --data DIR --runs RUNS --out FILE``."""
-    from salience_lib import training
+    from salience_lib.models.runs import find_runs, load_model
 
     torch.set_num_threads(max(1, int(getattr(args, "threads", 1))))
-    runs = training.find_runs(args.runs, data=args.data)
+    runs = find_runs(args.runs, data=args.data)
     if not runs:
         raise FileNotFoundError(f"no complete runs (model.pt + model.json) trained on {args.data} under {args.runs}")
-    result = evaluate_runs(args.data, runs, training.load_model, batch_size=args.batch_size)
+    result = evaluate_runs(args.data, runs, load_model, batch_size=args.batch_size)
     return write_json(result, args.out)
 
 

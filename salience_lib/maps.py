@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_maps", "check_pair", "minmax_normalise", "resize_maps", "top_fraction_mask"]
+__all__ = ["check_maps", "check_pair", "match_size", "minmax_normalise", "resize_maps", "top_fraction_mask"]
 
 
 def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> torch.Tensor:
@@ -101,3 +101,17 @@ def top_fraction_mask(
     fraction = torch.as_tensor(q, dtype=torch.float64, device=flat.device).reshape(-1, 1)
     k = torch.ceil(valid_flat.sum(dim=1, keepdim=True).double() * fraction - 1e-9).long().clamp_min(minimum)
     return ((rank < k) & valid_flat).view_as(maps)
+
+
+def match_size(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``(B, h, w)`` maps to ``size``: area averaging where both sides shrink, else bilinear.
+
+    The one rule for bringing a reference map (a human annotation, a mask) to a salience map's grid:
+    bilinear downsampling by a large factor samples a few pixels and aliases; area averaging keeps
+    each cell's mass. Already the right size: returned unchanged.
+    """
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(maps.shape[-2:]) == size:
+        return maps
+    shrink = maps.shape[-2] >= size[0] and maps.shape[-1] >= size[1]
+    return resize_maps(maps, size, mode="area" if shrink else "bilinear")

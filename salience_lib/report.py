@@ -56,8 +56,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from salience_lib import __version__
-from salience_lib import distributed as dist_utils
-from salience_lib.data import CsvImageDataset, NonFaceDataset
+from salience_lib.data import CsvImageDataset, NonFaceDataset, dataset_hash
 from salience_lib.inference import class_probabilities
 from salience_lib.maps import resize_maps
 from salience_lib.measures.accumulator import Accumulator
@@ -78,11 +77,12 @@ from salience_lib.measures.out_of_set import (
     similarity_to_mean_map,
 )
 from salience_lib.measures.stability import StabilityAccumulator, agreement_with_reference, cross_set_similarity
-from salience_lib.memory import release_free_memory
+from salience_lib.runtime import distributed as dist_utils
+from salience_lib.runtime.memory import release_free_memory
 from salience_lib.salience import GradCAM
 from salience_lib.similarity import SIMILARITIES
 from salience_lib.stats import Summary, bootstrap_ci
-from salience_lib.training import MODEL_FILE, SIDECAR_FILE, dataset_hash, find_runs, load_model
+from salience_lib.models.runs import MODEL_FILE, SIDECAR_FILE, find_runs, load_model
 from salience_lib.transforms import DEFAULT_TRANSFORMS
 
 __all__ = [

@@ -26,6 +26,7 @@ import abc
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +38,11 @@ from salience_lib.maps import minmax_normalise, resize_maps
 
 __all__ = [
     "CAM",
+    "Explanation",
     "GradCAM",
     "GradCAMPlusPlus",
     "InputGradient",
+    "SizedExplainer",
     "class_activation_map",
     "locate_target_layer",
 ]
@@ -156,6 +159,13 @@ def locate_target_layer(model: nn.Module, example: torch.Tensor) -> str:
     return last[-1]
 
 
+class Explanation(NamedTuple):
+    """What one salience call computes: ``maps`` ``(B, h, w)`` in [0, 1] and the ``(B, K)`` float32 logits."""
+
+    maps: torch.Tensor
+    logits: torch.Tensor
+
+
 # --------------------------------------------------------------------------------------------------
 # base classes
 
@@ -188,19 +198,31 @@ class _SalienceMethod(abc.ABC):
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
     def __call__(self, images: torch.Tensor, targets: Targets = None, size: Size = None) -> torch.Tensor:
+        return self.explain(images, targets, size).maps
+
+    def explain(self, images: torch.Tensor, targets: Targets = None, size: Size = None) -> Explanation:
+        """Maps and the logits of the same forward pass (one model pass gives both).
+
+        Measures that need the model's probabilities on an image they also explain use these logits
+        instead of a second forward (:func:`salience_lib.inference.probabilities`).
+        """
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} was closed; create a new one")
         images = check_images(images)
         with eval_mode(self.model):
-            raw = self._raw_maps(images, targets)
+            raw, logits = self._raw_maps(images, targets)
         raw = raw.float()
         if size is not None:
             raw = resize_maps(raw, size)
-        return minmax_normalise(raw).detach()
+        return Explanation(minmax_normalise(raw).detach(), logits.detach().float())
+
+    def at(self, size: Size = None) -> SizedExplainer:
+        """This method bound to an output ``size``: an explainer ``images -> maps`` with ``explain``."""
+        return SizedExplainer(self, size)
 
     @abc.abstractmethod
-    def _raw_maps(self, images: torch.Tensor, targets: Targets) -> torch.Tensor:
-        """Un-normalised maps ``(B, h, w)`` for ``images``."""
+    def _raw_maps(self, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """Un-normalised maps ``(B, h, w)`` for ``images`` and the forward pass's ``(B, K)`` logits."""
 
 
 class _LayerMethod(_SalienceMethod):
@@ -228,7 +250,7 @@ class _LayerMethod(_SalienceMethod):
             logger.info("%s: target layer %r", type(self).__name__, name)
         return self.target_layer
 
-    def _raw_maps(self, images: torch.Tensor, targets: Targets) -> torch.Tensor:
+    def _raw_maps(self, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
         layer = self._ensure_layer(images)
         store: dict[str, torch.Tensor] = {}
         needs_gradient = self.needs_gradient
@@ -268,7 +290,7 @@ class _LayerMethod(_SalienceMethod):
                     score = logits.gather(1, target_idx[:, None]).sum()
                     (gradients,) = torch.autograd.grad(score, activations)
                 gradients = gradients.float()
-            return self._combine(activations.detach().float(), gradients, target_idx)
+            return self._combine(activations.detach().float(), gradients, target_idx), logits
         finally:
             handle.remove()
             torch.set_grad_enabled(previous)
@@ -404,7 +426,7 @@ class InputGradient(_SalienceMethod):
     Maps are at input resolution unless ``size`` says otherwise.
     """
 
-    def _raw_maps(self, images: torch.Tensor, targets: Targets) -> torch.Tensor:
+    def _raw_maps(self, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = images.detach().requires_grad_(True)
         with torch.enable_grad(), self._autocast(images.device):
             logits = self.model(inputs)
@@ -413,4 +435,27 @@ class InputGradient(_SalienceMethod):
             target_idx = _resolve_targets(targets, logits)
             score = logits.gather(1, target_idx[:, None]).sum()
             (gradients,) = torch.autograd.grad(score, inputs)
-        return gradients.float().abs().amax(dim=1)
+        return gradients.float().abs().amax(dim=1), logits
+
+
+class SizedExplainer:
+    """A salience method bound to an output size: ``explainer(images) -> maps`` and ``explain(images)``.
+
+    The measures call explainers as ``images -> maps``; when one also has ``explain`` and its
+    ``model`` is the measured model, they take the probabilities from the same pass.
+    """
+
+    def __init__(self, method: _SalienceMethod, size: Size = None) -> None:
+        self.method, self.size = method, size
+
+    @property
+    def model(self) -> nn.Module:
+        """The explained model."""
+        return self.method.model
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.method.explain(images, size=self.size).maps
+
+    def explain(self, images: torch.Tensor) -> Explanation:
+        """Maps at ``size`` (predicted class) and logits of one pass."""
+        return self.method.explain(images, size=self.size)

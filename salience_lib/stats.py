@@ -11,9 +11,12 @@ from scipy import stats as scipy_stats
 __all__ = ["Summary", "bootstrap_ci", "mann_whitney", "roc_auc", "summarise"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Summary:
-    """Mean of per-image (or per-model) values with a percentile-bootstrap confidence interval."""
+    """Mean of per-image (or per-model) values with a percentile-bootstrap confidence interval.
+
+    (Not frozen: TorchMetrics copies what ``compute()`` returns field by field.)
+    """
 
     mean: float
     ci_low: float

@@ -12,18 +12,27 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from hypothesis import given
 from hypothesis import strategies as st
+from torchmetrics.utilities.exceptions import TorchMetricsUserError
 
-from salience_lib import distributed as dist_utils
 from salience_lib.measures.accumulator import Accumulator
 from salience_lib.measures.entropy import EntropyAccumulator
 from salience_lib.measures.out_of_set import MeanMapAccumulator
+from salience_lib.runtime import distributed as dist_utils
 
 
 class _Values(Accumulator):
-    """Per-image values in states that only exist once some rank has seen that kind of image."""
+    """Per-image values in two groups; a rank may see no image of a group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_cat_state("a")
+        self.add_cat_state("b", (2,))
 
     def update(self, name: str, values: torch.Tensor) -> None:
         self._cat(name, values)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {"a": self.values("a"), "b": self.values("b")}
 
 
 @given(st.integers(0, 200), st.integers(1, 17), st.integers(1, 6))
@@ -80,14 +89,19 @@ def _maps(rank: int) -> torch.Tensor:
 
 def _fill(ranks: tuple[int, ...]) -> tuple[EntropyAccumulator, MeanMapAccumulator, _Values]:
     """Rank 0: 3 maps into every accumulator; rank 1: 5 maps into the entropy only (the others stay empty)."""
-    entropy, mean_map, values = EntropyAccumulator("spatial"), MeanMapAccumulator(), _Values()
+    entropy, mean_map, values = EntropyAccumulator("spatial"), MeanMapAccumulator((8, 8)), _Values()
     for rank in ranks:
         entropy.update(_maps(rank))
     if 0 in ranks:
         mean_map.update(_maps(0))
-        values.update("x/a", _maps(0).mean(dim=(1, 2))[:1])
-        values.update("x/b", _maps(0).mean(dim=(1, 2))[1:])
+        values.update("a", _maps(0).mean(dim=(1, 2))[:1])
+        values.update("b", _maps(0)[1:, 0, :2])
     return entropy, mean_map, values
+
+
+def _state(entropy: EntropyAccumulator, mean_map: MeanMapAccumulator, values: _Values) -> list[torch.Tensor]:
+    return [entropy.values("entropy"), entropy.total("all_zero"), mean_map.total("sum"), mean_map.total("images"),
+            values.values("a"), values.values("b")]
 
 
 def _worker(rank: int, port: int, folder: str) -> None:
@@ -96,18 +110,26 @@ def _worker(rank: int, port: int, folder: str) -> None:
     context = dist_utils.setup("cpu")
     try:
         accumulators = _fill((rank,))
+        local = [accumulators[0].values("entropy").clone()]
+        computed = accumulators[0].compute()  # compute() syncs by itself and restores the local state
         for acc in accumulators:
-            acc.sync()  # the accumulator alone aligns the states rank 1 never created
-        entropy, mean_map, values = accumulators
-        state = [entropy.values("entropy"), mean_map.compute(), values.values("x/a"), values.values("x/b")]
-        mismatched = MeanMapAccumulator()
+            acc.sync()  # TorchMetrics' sync: states rank 1 never filled take part, empty
+        state = _state(*accumulators)
+        errors = []
+        try:
+            accumulators[0].sync()
+        except TorchMetricsUserError as err:  # a second sync would add the ranks' sums again
+            errors.append(str(err))
+        accumulators[0].unsync()
+        state += [accumulators[0].values("entropy"), torch.tensor(computed["n"])]
+        mismatched = MeanMapAccumulator((4 + rank, 4))
         mismatched.update(torch.rand(2, 4 + rank, 4))
         try:
-            dist_utils.sync_accumulator(context, mismatched)
-            state.append("no error")
+            mismatched.sync()
+            errors.append("no error")
         except ValueError as err:
-            state.append(str(err))
-        torch.save(state, os.path.join(folder, f"{rank}.pt"))
+            errors.append(str(err))
+        torch.save({"state": state, "local": local, "errors": errors}, os.path.join(folder, f"{rank}.pt"))
     finally:
         dist_utils.teardown(context)
 
@@ -119,14 +141,18 @@ def _free_port() -> int:
 
 
 def test_sync_with_an_empty_rank_equals_one_process(tmp_path: Path) -> None:
-    """Two gloo ranks with uneven lengths and states missing on rank 1: both end with the merged state;
-    a state whose shape differs between ranks raises on both (no hang)."""
+    """Two gloo ranks with uneven lengths, rank 1 never filling some states: after TorchMetrics' sync
+    both hold the one-process state; a second sync is refused, unsync restores the local state, compute()
+    syncs by itself; a state whose shape differs between ranks raises on both (no hang)."""
     assert not dist.is_initialized()
     mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
-    entropy, mean_map, values = _fill((0, 1))
-    expected = (entropy.values("entropy"), mean_map.compute(), values.values("x/a"), values.values("x/b"))
+    expected = _state(*_fill((0, 1)))
     for rank in (0, 1):
-        *state, error = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        saved = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        *state, local_entropy, computed_n = saved["state"]
         for got, want in zip(state, expected, strict=True):
             assert torch.equal(got, want)
-        assert "MeanMapAccumulator state 'sum' has shape" in error, error
+        assert torch.equal(local_entropy, saved["local"][0]) and int(computed_n) == 8
+        synced_twice, mismatch = saved["errors"]
+        assert "already been synced" in synced_twice
+        assert "MeanMapAccumulator states differ in shape between processes" in mismatch, mismatch

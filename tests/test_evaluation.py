@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from salience_lib import synthetic, training
+from salience_lib import training
+from salience_lib.data import synthetic
 from salience_lib.evaluation import (
     comparison_table,
     evaluate_runs,

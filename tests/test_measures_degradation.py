@@ -125,7 +125,7 @@ def test_precomputed_clean_maps_and_probabilities_give_the_same_result(images):
     fresh_curve = deletion_curve(model, maps, images, reference_size=SIZE)
     reused_curve = deletion_curve(model, maps, images, reference_size=SIZE, clean_probabilities=clean)
     assert torch.equal(fresh_curve.probability, reused_curve.probability)
-    with pytest.raises(ValueError, match="`clean_maps` has 2 entries but `images` has 6"):
+    with pytest.raises(ValueError, match="`clean_maps` has 2 maps but `images` has 6"):
         degradation_effect(model, cam, images, clean_maps=maps[:2])
-    with pytest.raises(ValueError, match=r"`clean_probabilities` must have shape \(B, classes\)"):
+    with pytest.raises(ValueError, match=r"`clean_probabilities` must have shape \(6, classes\)"):
         deletion_curve(model, maps, images, clean_probabilities=clean[:, 0])

@@ -78,5 +78,5 @@ def test_accumulator_merge_equals_one_pass_and_counts_zero_maps():
         EntropyAccumulator("spatial").merge(EntropyAccumulator("histogram"))
     whole.reset()
     assert whole.count == 0
-    with pytest.raises(ValueError, match="call update"):
+    with pytest.raises(ValueError, match="nothing to summarise"):
         whole.compute()

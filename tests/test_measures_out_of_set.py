@@ -97,9 +97,9 @@ def test_accumulator_merge_equals_one_pass(images):
 
 def test_distribution_shift_tools(images):
     maps = torch.rand(6, 8, 8, generator=torch.Generator().manual_seed(0))
-    acc = MeanMapAccumulator()
+    acc = MeanMapAccumulator((8, 8))
     acc.update(maps[:2])
-    other = MeanMapAccumulator()
+    other = MeanMapAccumulator((8, 8))
     other.update(maps[2:])
     mean_map = acc.merge(other).compute()
     assert torch.allclose(mean_map, maps.mean(0), atol=1e-6)
@@ -108,4 +108,8 @@ def test_distribution_shift_tools(images):
     assert torch.allclose(similarity_to_mean_map(mean_map[None], mean_map), torch.ones(1), atol=1e-6)
     with pytest.raises(ValueError, match="mean_map"):
         similarity_to_mean_map(maps, mean_map[:4])
+    with pytest.raises(ValueError, match=r"maps of size \(4, 8\) given to a mean map of size \(8, 8\)"):
+        acc.update(maps[:, :4])
+    with pytest.raises(ValueError, match="no in-set image"):
+        MeanMapAccumulator((8, 8)).compute()
     assert salience_entropy(maps).shape == (6,)

@@ -2,15 +2,15 @@ import subprocess
 import sys
 import textwrap
 
-from salience_lib import memory
-from salience_lib.memory import release_free_memory
+from salience_lib.runtime import memory
+from salience_lib.runtime.memory import release_free_memory
 
 # Run in a fresh interpreter: how glibc placed earlier tests' blocks decides whether freed memory is
 # already given back by free() itself (it trims a large free block at the top of the heap).
 _SCRIPT = textwrap.dedent(
     """
     import torch
-    from salience_lib.memory import release_free_memory
+    from salience_lib.runtime.memory import release_free_memory
 
     def rss_mib():
         with open("/proc/self/status") as status:

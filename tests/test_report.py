@@ -16,11 +16,11 @@ import torch
 from torch.utils.data import TensorDataset
 
 from salience_lib import cli, report
-from salience_lib import distributed as dist_utils
+from salience_lib.data.synthetic import generate_dataset
 from salience_lib.measures.accumulator import Accumulator
 from salience_lib.report import ReportError, ReportSettings, resolve_runs, run_report
+from salience_lib.runtime import distributed as dist_utils
 from salience_lib.stats import summarise
-from salience_lib.synthetic import generate_dataset
 from salience_lib.training import TrainConfig, train_on
 
 SIZE = 32

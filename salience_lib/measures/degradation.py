@@ -21,7 +21,7 @@ A faithful explainer hurts the score more in mode ``salient`` than in ``backgrou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +33,7 @@ from salience_lib.inference import class_probabilities
 from salience_lib.maps import check_maps, resize_maps, top_fraction_mask
 from salience_lib.measures.accumulator import Accumulator
 from salience_lib.measures.out_of_set import normalised_auc
+from salience_lib.measures.probe import Explainer, Similarity, clean_pass, probe
 from salience_lib.similarity import ssim
 
 __all__ = [
@@ -48,8 +49,6 @@ __all__ = [
     "salience_guided_blur",
 ]
 
-Explainer = Callable[[torch.Tensor], torch.Tensor]
-Similarity = Callable[..., torch.Tensor]
 Mode = Literal["background", "salient"]
 _MODES = ("background", "salient")
 N_LEVELS = 101
@@ -131,39 +130,34 @@ def degradation_effect(
 
     ``maps`` may be given (e.g. :func:`random_maps` for the baseline); by default they are
     ``explainer(images)``. The similarity compares ``explainer(degraded)`` with ``explainer(images)``.
-    Callers that run several degradations of the same batch may pass ``clean_maps``
-    (= ``explainer(images)``) and ``clean_probabilities`` (= the model's ``(B, classes)`` softmax on
-    ``images``) once, instead of having them recomputed each time.
+    One model pass for the degraded images (:func:`~salience_lib.measures.probe.probe`); callers
+    that run several degradations of the same batch pass ``clean_maps`` (= ``explainer(images)``)
+    and ``clean_probabilities`` (the model's ``(B, K)`` probabilities on ``images``) once.
     """
     _check_mode(mode)
-    clean_maps = explainer(images) if clean_maps is None else _check_batch(clean_maps, images, "clean_maps")
+    explain = probe(model, explainer)
+    clean_maps, clean = clean_pass(explain, images, clean_maps, clean_probabilities)
     guide = clean_maps if maps is None else maps
     degraded = salience_guided_blur(images, guide, mode, reference_size=reference_size)
-    clean = _clean_probabilities(model, images, clean_probabilities)
     targets = clean.argmax(dim=1)
-    after = class_probabilities(model, degraded)
+    degraded_maps, after = explain(degraded)
     return DegradationResult(
         mode=mode,
         clean_probability=clean.gather(1, targets[:, None])[:, 0],
         probability=after.gather(1, targets[:, None])[:, 0],
         flipped=after.argmax(dim=1) != targets,
-        similarity=similarity(explainer(degraded), clean_maps),
+        similarity=similarity(degraded_maps, clean_maps),
     )
 
 
-def _check_batch(tensor: torch.Tensor, images: torch.Tensor, name: str) -> torch.Tensor:
-    if tensor.shape[0] != images.shape[0]:
-        raise ValueError(f"`{name}` has {tensor.shape[0]} entries but `images` has {images.shape[0]} images")
-    return tensor
-
-
 def _clean_probabilities(model: nn.Module, images: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
-    """``given`` (checked: one row of class probabilities per image) or the model's softmax on ``images``."""
+    """``given`` (checked: one row of class probabilities per image) or the model's probabilities on ``images``."""
     if given is None:
         return class_probabilities(model, images)
-    if given.ndim != 2:
-        raise ValueError(f"`clean_probabilities` must have shape (B, classes), got {tuple(given.shape)}")
-    return _check_batch(given, images, "clean_probabilities")
+    if given.ndim != 2 or given.shape[0] != images.shape[0]:
+        expected = f"({images.shape[0]}, classes)"
+        raise ValueError(f"`clean_probabilities` must have shape {expected}, got {tuple(given.shape)}")
+    return given
 
 
 def random_maps(
@@ -220,6 +214,9 @@ def deletion_curve(
     targets = clean.argmax(dim=1)
     probs = []
     for q in grid.tolist():
+        if q == 0:  # nothing blurred: the clean image, whose probabilities are known
+            probs.append(clean.gather(1, targets[:, None])[:, 0])
+            continue
         chosen = top_fraction_mask(ranking, q, minimum=0)[:, None]
         probs.append(class_probabilities(model, torch.where(chosen, blurred, images)).gather(1, targets[:, None])[:, 0])
     return DeletionCurve(fractions=grid, probability=torch.stack(probs, dim=1))
@@ -232,6 +229,8 @@ class DegradationAccumulator(Accumulator):
         super().__init__()
         _check_mode(mode)
         self.mode = mode
+        for name in ("probability_drop", "flipped", "similarity"):
+            self.add_cat_state(name)
 
     def config(self) -> dict[str, str]:
         return {"mode": self.mode}
@@ -255,6 +254,8 @@ class DeletionAccumulator(Accumulator):
     def __init__(self, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> None:
         super().__init__()
         self.fractions = tuple(float(f) for f in fractions)
+        self.add_cat_state("auc")
+        self.add_sum_state("curve_sum", (len(self.fractions),))
 
     def config(self) -> dict[str, object]:
         return {"fractions": self.fractions}
@@ -270,6 +271,6 @@ class DeletionAccumulator(Accumulator):
         """AUC summary and the mean probability at each fraction."""
         return {
             "auc": self.summary("auc"),
-            "mean_curve": (self.total("curve_sum") / self.count).tolist(),
+            "mean_curve": (self.curve_sum / max(self.count, 1)).tolist(),
             "n": self.count,
         }

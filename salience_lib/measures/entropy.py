@@ -86,6 +86,8 @@ class EntropyAccumulator(Accumulator):
         if kind not in _KINDS:
             raise ValueError(f"`kind` must be one of {_KINDS}, got {kind!r}")
         self.kind = kind
+        self.add_cat_state("entropy")
+        self.add_sum_state("all_zero")
 
     def config(self) -> dict[str, str]:
         return {"kind": self.kind}

@@ -13,23 +13,22 @@ channel mean of the image) scores 1 on every transform.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 
 from salience_lib.maps import check_maps, minmax_normalise, resize_maps
-from salience_lib.measures.accumulator import Accumulator
+from salience_lib.measures.accumulator import Accumulator, summary_of
+from salience_lib.measures.probe import Explainer, Similarity
 from salience_lib.similarity import ssim
 from salience_lib.transforms import DEFAULT_TRANSFORMS, Transform, get_transform, transform_maps
 
 __all__ = ["GeometricAccumulator", "geometric_consistency"]
 
-Explainer = Callable[[torch.Tensor], torch.Tensor]
-Similarity = Callable[..., torch.Tensor]
 
 
-def _maps_at(explainer: Explainer, images: torch.Tensor) -> torch.Tensor:
-    maps = check_maps(explainer(images), "explainer output")
+def _at_input_size(maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    maps = check_maps(maps, "explainer output")
     return resize_maps(maps.float(), tuple(images.shape[-2:]))
 
 
@@ -38,6 +37,8 @@ def geometric_consistency(
     images: torch.Tensor,
     transforms: Iterable[str | Transform] | None = None,
     similarity: Similarity = ssim,
+    *,
+    clean_maps: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Consistency of salience under each transform, ``{name: (B,)}``.
 
@@ -47,15 +48,20 @@ def geometric_consistency(
         transforms: names or :class:`~salience_lib.transforms.Transform` objects; ``None`` =
             :data:`~salience_lib.transforms.DEFAULT_TRANSFORMS`.
         similarity: ``(a, b, mask=...) -> (B,)``; must accept a boolean ``mask`` keyword.
+        clean_maps: ``explainer(images)``, when the caller already has it (one pass per transform then).
     """
     chosen = [get_transform(t) for t in (DEFAULT_TRANSFORMS if transforms is None else transforms)]
     if not chosen:
         raise ValueError("`transforms` must name at least one transform")
-    reference = _maps_at(explainer, images)
+    if clean_maps is None:
+        clean_maps = explainer(images)
+    elif clean_maps.shape[0] != images.shape[0]:
+        raise ValueError(f"`clean_maps` has {clean_maps.shape[0]} maps but `images` has {images.shape[0]} images")
+    reference = _at_input_size(clean_maps, images)
     scores: dict[str, torch.Tensor] = {}
     for transform in chosen:
         moved_images, valid = transform(images)
-        of_moved = _maps_at(explainer, moved_images)
+        of_moved = _at_input_size(explainer(moved_images), images)
         moved_maps, _ = transform_maps(transform, reference)
         a = minmax_normalise(of_moved, valid)
         b = minmax_normalise(moved_maps, valid)
@@ -71,6 +77,8 @@ class GeometricAccumulator(Accumulator):
         self.transforms = tuple(
             get_transform(t).name for t in (DEFAULT_TRANSFORMS if transforms is None else transforms)
         )
+        self.add_cat_state("scores", (len(self.transforms),))
+        self.add_cat_state("mean")
 
     def config(self) -> dict[str, object]:
         return {"transforms": self.transforms}
@@ -79,13 +87,14 @@ class GeometricAccumulator(Accumulator):
         """Add one batch's scores (the output of :func:`geometric_consistency`)."""
         if tuple(scores) != self.transforms:
             raise ValueError(f"scores for {tuple(scores)} do not match the accumulator's transforms {self.transforms}")
-        for name, values in scores.items():
-            self._cat(name, values)
-        self._cat("mean", torch.stack(list(scores.values())).mean(dim=0))
+        stacked = torch.stack(list(scores.values()), dim=1)
+        self._cat("scores", stacked)
+        self._cat("mean", stacked.mean(dim=1))
 
     def compute(self) -> dict[str, object]:
         """Per-transform summaries and the summary of each image's mean over transforms."""
-        out: dict[str, object] = {name: self.summary(name) for name in self.transforms}
+        scores = self.values("scores")
+        out: dict[str, object] = {name: summary_of(scores[:, i]) for i, name in enumerate(self.transforms)}
         out["mean"] = self.summary("mean")
         out["n"] = self.count
         return out

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from salience_lib.imaging import gaussian_blur, gaussian_noise
+from salience_lib.imaging import check_images, gaussian_blur, gaussian_noise
 from salience_lib.imaging import salt_and_pepper as _salt_and_pepper
-from salience_lib.inference import class_probabilities
 from salience_lib.maps import check_maps
-from salience_lib.measures.accumulator import Accumulator
+from salience_lib.measures.accumulator import Accumulator, summary_of
+from salience_lib.measures.probe import Explainer, Similarity, clean_pass, probe
 from salience_lib.similarity import ssim
 
 __all__ = [
@@ -40,8 +40,6 @@ __all__ = [
     "similarity_to_mean_map",
 ]
 
-Explainer = Callable[[torch.Tensor], torch.Tensor]
-Similarity = Callable[..., torch.Tensor]
 Family = Callable[[torch.Tensor, float, torch.Generator | None], torch.Tensor]
 
 SALT_AND_PEPPER_FRACTIONS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
@@ -130,28 +128,40 @@ def perturbation_curve(
     severities: Sequence[float] | None = None,
     similarity: Similarity = ssim,
     generator: torch.Generator | None = None,
+    *,
+    clean_maps: torch.Tensor | None = None,
+    clean_probabilities: torch.Tensor | None = None,
 ) -> PerturbationCurve:
     """Similarity of salience and probability of the clean prediction along a severity schedule.
 
+    One model pass per severity (:func:`~salience_lib.measures.probe.probe`): a severity whose
+    perturbation leaves the images unchanged (0 for every built-in family) reuses the clean pass.
+
     Args:
         model: the classifier (run in eval mode; its flags are restored).
-        explainer: ``images -> (B, h, w)`` maps, e.g. a :class:`~salience_lib.salience.GradCAM`.
+        explainer: ``images -> (B, h, w)`` maps, e.g. ``GradCAM(model).at(size)``.
         images: ``(B, C, H, W)`` clean images in [0, 1].
         family: a name in :data:`FAMILIES` or ``function(images, severity, generator)``.
         severities: increasing schedule; default the family's (the paper's for salt-and-pepper).
         similarity: map similarity ``(a, b) -> (B,)``.
         generator: optional generator for the random families.
+        clean_maps, clean_probabilities: ``explainer(images)`` and the model's ``(B, K)``
+            probabilities on ``images``, when the caller already has them (no clean pass then).
     """
     name, function, grid = _resolve_family(family, severities)
-    clean_maps = explainer(images)
-    check_maps(clean_maps, "explainer output")
-    clean_prob = class_probabilities(model, images)
+    check_images(images)
+    explain = probe(model, explainer)
+    clean_maps, clean_prob = clean_pass(explain, images, clean_maps, clean_probabilities)
     targets = clean_prob.argmax(dim=1)
     sims, probs = [], []
     for severity in grid.tolist():
         perturbed = function(images, severity, generator)
-        sims.append(similarity(explainer(perturbed), clean_maps))
-        probs.append(class_probabilities(model, perturbed).gather(1, targets[:, None])[:, 0])
+        if perturbed is images or torch.equal(perturbed, images):
+            maps, prob = clean_maps, clean_prob
+        else:
+            maps, prob = explain(perturbed)
+        sims.append(similarity(maps, clean_maps))
+        probs.append(prob.gather(1, targets[:, None])[:, 0])
     return PerturbationCurve(
         family=name,
         severities=grid,
@@ -173,6 +183,9 @@ class PerturbationAccumulator(Accumulator):
         super().__init__()
         self.family = family
         self.severities = tuple(float(s) for s in severities)
+        self.add_cat_state("auc")
+        self.add_cat_state("similarity", (len(self.severities),))
+        self.add_cat_state("probability_change", (len(self.severities),))
 
     def config(self) -> dict[str, object]:
         return {"family": self.family, "severities": self.severities}
@@ -185,17 +198,18 @@ class PerturbationAccumulator(Accumulator):
                 f"({self.family}, {self.severities})"
             )
         self._cat("auc", curve.auc())
-        for i in range(len(self.severities)):
-            self._cat(f"similarity@{i}", curve.similarity[:, i])
-            self._cat(f"probability_change@{i}", curve.probability_change[:, i])
+        self._cat("similarity", curve.similarity)
+        self._cat("probability_change", curve.probability_change)
 
     def compute(self) -> dict[str, object]:
         """AUC summary and the per-severity curve summaries."""
+        steps = range(len(self.severities))
+        similarity, change = self.values("similarity"), self.values("probability_change")
         return {
             "auc": self.summary("auc"),
             "severities": list(self.severities),
-            "similarity": [self.summary(f"similarity@{i}") for i in range(len(self.severities))],
-            "probability_change": [self.summary(f"probability_change@{i}") for i in range(len(self.severities))],
+            "similarity": [summary_of(similarity[:, i]) for i in steps],
+            "probability_change": [summary_of(change[:, i]) for i in steps],
             "n": self.count,
         }
 
@@ -211,18 +225,39 @@ def similarity_to_mean_map(maps: torch.Tensor, mean_map: torch.Tensor, similarit
 
 
 class MeanMapAccumulator(Accumulator):
-    """Streams the mean salience map of a model over a data set (the in-set reference)."""
+    """Streams the mean salience map of a model over a data set (the in-set reference).
+
+    Args:
+        size: ``(H, W)`` of the maps it will see.
+    """
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = tuple(int(s) for s in size)
+        self.add_sum_state("sum", self.size)
+        self.add_sum_state("images")
+
+    def config(self) -> dict[str, object]:
+        return {"size": self.size}
 
     def update(self, maps: torch.Tensor) -> None:
         """Add a batch of ``(B, H, W)`` maps."""
         maps = check_maps(maps)
+        if tuple(maps.shape[1:]) != self.size:
+            raise ValueError(f"maps of size {tuple(maps.shape[1:])} given to a mean map of size {self.size}")
         self._add("sum", maps.sum(dim=0))
-        self._add("count", torch.tensor(maps.shape[0], device=maps.device))
+        self._add("images", torch.tensor(maps.shape[0]))
 
     @property
     def count(self) -> int:
-        return int(self.total("count")) if "count" in self._sums else 0
+        return int(self.total("images"))
 
     def compute(self) -> torch.Tensor:
-        """The ``(H, W)`` mean map (float32)."""
-        return (self.total("sum") / self.total("count")).float()
+        """The ``(H, W)`` mean map (float32).
+
+        Raises:
+            ValueError: no map was added (there is no mean of nothing).
+        """
+        if int(self.images) == 0:
+            raise ValueError("the mean map of no maps is undefined: no in-set image was seen")
+        return (self.sum / self.images).float()

@@ -12,12 +12,13 @@ with a reference such as human annotation maps (:func:`agreement_with_reference`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from salience_lib.maps import check_maps, resize_maps
+from salience_lib.maps import check_maps, match_size
 from salience_lib.measures.accumulator import Accumulator
+from salience_lib.measures.probe import Explainer, Similarity
 from salience_lib.similarity import ssim
 
 __all__ = [
@@ -26,10 +27,8 @@ __all__ = [
     "cross_run_stability",
     "cross_set_similarity",
     "pairwise_similarity",
+    "set_similarity",
 ]
-
-Explainer = Callable[[torch.Tensor], torch.Tensor]
-Similarity = Callable[..., torch.Tensor]
 
 
 def _all_maps(explainers: Sequence[Explainer], images: torch.Tensor, name: str, minimum: int) -> torch.Tensor:
@@ -85,6 +84,14 @@ def cross_set_similarity(
     """
     maps_a = _all_maps(explainers_a, images, "explainers_a", 1)
     maps_b = _all_maps(explainers_b, images, "explainers_b", 1)
+    return set_similarity(maps_a, maps_b, similarity)
+
+
+def set_similarity(maps_a: torch.Tensor, maps_b: torch.Tensor, similarity: Similarity = ssim) -> torch.Tensor:
+    """``(Ka, B, H, W)`` and ``(Kb, B, H, W)`` maps → ``(B,)`` mean similarity over all Ka·Kb cross pairs."""
+    if maps_a.ndim != 4 or maps_b.ndim != 4 or maps_a.shape[1:] != maps_b.shape[1:]:
+        shapes = f"{tuple(maps_a.shape)}, {tuple(maps_b.shape)}"
+        raise ValueError(f"maps must be (K, B, H, W) with equal (B, H, W), got {shapes}")
     ka, kb = maps_a.shape[0], maps_b.shape[0]
     ia = torch.arange(ka).repeat_interleave(kb)
     ib = torch.arange(kb).repeat(ka)
@@ -97,13 +104,14 @@ def agreement_with_reference(
 ) -> torch.Tensor:
     """Similarity of each map to a reference map of the same image (e.g. a human annotation), ``(B,)``.
 
-    The reference is resized (bilinear) to the maps' resolution.
+    The reference is resized to the maps' resolution by :func:`salience_lib.maps.match_size` (area
+    averaging when it is larger — a 64 px annotation pooled to an 8×8 map — bilinear otherwise).
     """
     maps = check_maps(maps)
     reference = check_maps(reference, "reference")
     if reference.shape[0] != maps.shape[0]:
         raise ValueError(f"`reference` has {reference.shape[0]} maps but `maps` has {maps.shape[0]}")
-    return similarity(maps, resize_maps(reference.to(maps), tuple(maps.shape[-2:])))
+    return similarity(maps, match_size(reference.to(maps), tuple(maps.shape[-2:])))
 
 
 class StabilityAccumulator(Accumulator):
@@ -114,6 +122,8 @@ class StabilityAccumulator(Accumulator):
         if k < 2:
             raise ValueError(f"stability needs at least 2 models, got k={k}")
         self.k = k
+        self.add_sum_state("matrix_sum", (k, k))
+        self.add_cat_state("stability")
 
     def config(self) -> dict[str, int]:
         return {"k": self.k}
@@ -132,6 +142,6 @@ class StabilityAccumulator(Accumulator):
         """Summary of per-image stability and the ``(K, K)`` matrix of mean pair similarities."""
         return {
             "stability": self.summary("stability"),
-            "matrix": (self.total("matrix_sum") / self.count).float(),
+            "matrix": (self.matrix_sum / self.count).float(),
             "n": self.count,
         }

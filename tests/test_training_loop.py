@@ -1,4 +1,4 @@
-"""Tests for salience_lib.training: losses, checkpoints, determinism, resume, cache, command line."""
+"""Tests for salience_lib.training.loop: run folders, determinism, resume, cache, command line."""
 
 from __future__ import annotations
 
@@ -8,25 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from salience_lib import cli, training
-from salience_lib.maps import minmax_normalise
-from salience_lib.training import (
-    MODEL_FILE,
-    RESUME_FILE,
-    SIDECAR_FILE,
-    TrainConfig,
-    class_activation_map,
-    config_from_args,
-    cyborg_loss,
-    dataset_hash,
-    find_runs,
-    load_model,
-    recipe_hash,
-    train_on,
-)
+from salience_lib import cli
+from salience_lib.data import dataset_hash
+from salience_lib.models import build_model
+from salience_lib.models.runs import MODEL_FILE, RESUME_FILE, SIDECAR_FILE, find_runs, load_model
+from salience_lib.training import TrainConfig, train_on, train_one
+from salience_lib.training import loop as training_loop
 
 SIZE = 32
 
@@ -96,160 +85,6 @@ def trained(data, tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor], list
     return run_dir, final, epochs
 
 
-# ---------------------------------------------------------------------------------------------- losses
-
-
-def test_cam_matches_loop(generator) -> None:
-    feats = torch.randn(3, 5, 4, 6, generator=generator, dtype=torch.float64)
-    weight = torch.randn(2, 5, generator=generator, dtype=torch.float64)
-    targets = torch.tensor([0, 1, 1])
-    cam = class_activation_map(feats, weight, targets)
-    for b in range(3):
-        ref = sum(weight[targets[b], k] * feats[b, k] for k in range(5))
-        torch.testing.assert_close(cam[b], ref)
-
-
-def test_cam_rejects_bad_shapes() -> None:
-    with pytest.raises(ValueError, match="features"):
-        class_activation_map(torch.zeros(2, 3, 4), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
-    with pytest.raises(ValueError, match="weight"):
-        class_activation_map(torch.zeros(2, 3, 4, 4), torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))
-    with pytest.raises(ValueError, match="targets"):
-        class_activation_map(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3), torch.zeros(2))
-
-
-def _loss_inputs(generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    logits = torch.randn(4, 2, generator=generator)
-    feats = torch.rand(4, 8, 4, 4, generator=generator)
-    weight = torch.randn(2, 8, generator=generator)
-    targets = torch.tensor([0, 1, 0, 1])
-    return logits, feats, weight, targets
-
-
-def test_cyborg_cam_term_zero_when_annotation_equals_normalised_cam(generator) -> None:
-    logits, feats, weight, targets = _loss_inputs(generator)
-    cam = minmax_normalise(class_activation_map(feats, weight, targets))
-    total, ce, mse = cyborg_loss(logits, feats, weight, targets, cam, alpha=0.5)
-    assert mse.item() == 0.0
-    torch.testing.assert_close(total, 0.5 * ce)
-    # A human map at 2x resolution made of constant 2x2 blocks pools (area) back to the same map.
-    big = cam.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
-    assert cyborg_loss(logits, feats, weight, targets, big)[2].item() == pytest.approx(0.0, abs=1e-12)
-
-
-def test_cyborg_formula_and_alpha_one_is_ce(generator) -> None:
-    logits, feats, weight, targets = _loss_inputs(generator)
-    human = torch.rand(4, 8, 8, generator=generator)
-    total, ce, mse = cyborg_loss(logits, feats, weight, targets, human, alpha=0.3)
-    torch.testing.assert_close(ce, F.cross_entropy(logits, targets))
-    cam = minmax_normalise(class_activation_map(feats, weight, targets))
-    torch.testing.assert_close(mse, F.mse_loss(cam, F.avg_pool2d(human[:, None], 2)[:, 0]))
-    torch.testing.assert_close(total, 0.3 * ce + 0.7 * mse)
-    total1, _, _ = cyborg_loss(logits, feats, weight, targets, human, alpha=1.0)
-    torch.testing.assert_close(total1, F.cross_entropy(logits, targets))
-    with pytest.raises(ValueError, match="alpha"):
-        cyborg_loss(logits, feats, weight, targets, human, alpha=1.5)
-
-
-def test_cyborg_gradients_flow_to_features_and_fc(generator) -> None:
-    logits, feats, weight, targets = _loss_inputs(generator)
-    feats.requires_grad_(True)
-    weight.requires_grad_(True)
-    human = torch.rand(4, 4, 4, generator=generator)
-    _, _, mse = cyborg_loss(logits, feats, weight, targets, human, alpha=0.0)
-    g_feats, g_weight = torch.autograd.grad(mse, (feats, weight))
-    assert g_feats.abs().sum() > 0
-    assert g_weight.abs().sum() > 0
-
-
-# ---------------------------------------------------------------------------------------------- config
-
-
-def test_config_validation() -> None:
-    with pytest.raises(ValueError, match="loss"):
-        TrainConfig(loss="focal")
-    with pytest.raises(ValueError, match="alpha"):
-        TrainConfig(alpha=-0.1)
-    with pytest.raises(ValueError, match="amp"):
-        TrainConfig(amp="fp8")
-    with pytest.raises(ValueError, match="epochs"):
-        TrainConfig(epochs=0)
-
-
-def test_recipe_hash_covers_what_is_learned() -> None:
-    base = TrainConfig(loss="cyborg")
-    h = recipe_hash(base, "d")
-    assert recipe_hash(dataclasses.replace(base, seed=3, device="cpu", num_workers=2), "d") == h
-    assert recipe_hash(dataclasses.replace(base, lr=2e-3), "d") != h
-    assert recipe_hash(dataclasses.replace(base, alpha=0.2), "d") != h
-    assert recipe_hash(base, "other data") != h
-    xent = TrainConfig(loss="xent")
-    assert recipe_hash(dataclasses.replace(xent, alpha=0.2), "d") == recipe_hash(xent, "d")
-
-
-def test_dataset_hash(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="CSV"):
-        dataset_hash(tmp_path)
-    (tmp_path / "data.csv").write_text("train,Real,a.png\n")
-    h = dataset_hash(tmp_path)
-    (tmp_path / "info.json").write_text('{"seed": 0}')
-    assert dataset_hash(tmp_path) != h
-    (tmp_path / "data.csv").write_text("train,Synthetic,a.png\n")
-    assert len({h, dataset_hash(tmp_path)}) == 2
-
-
-def test_config_from_cli_args() -> None:
-    args = cli.build_parser().parse_args(
-        [
-            "train",
-            "--data",
-            "d",
-            "--loss",
-            "cyborg",
-            "--epochs",
-            "3",
-            "--batch-size",
-            "8",
-            "--lr",
-            "0.01",
-            "--alpha",
-            "0.2",
-            "--amp",
-            "bf16",
-            "--image-size",
-            "96",
-            "--no-channels-last",
-        ]
-    )
-    config = config_from_args(args)
-    assert (config.loss, config.epochs, config.batch_size, config.lr) == ("cyborg", 3, 8, 0.01)
-    assert (config.alpha, config.amp, config.image_size, config.channels_last) == (0.2, "bf16", 96, False)
-    default = config_from_args(cli.build_parser().parse_args(["train", "--data", "d", "--loss", "xent"]))
-    assert default == TrainConfig(loss="xent")
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-def test_hflip_flips_annotation_with_image(generator) -> None:
-    images = torch.rand(16, 3, 4, 5, generator=generator)
-    batch = (images, torch.zeros(16, dtype=torch.long), images[:, 0].clone())
-    flipped = training._hflip(batch, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(flipped[0][:, 0], flipped[2])
-    changed = (flipped[0] != images).flatten(1).any(1)
-    assert 0 < int(changed.sum()) < 16
-
-
-def test_preload_packs_exact_8bit_data() -> None:
-    packed = training._preload(TinyFaces(8, seed=0, quantised=True))
-    assert packed.images.dtype == torch.uint8
-    torch.testing.assert_close(packed.batch(torch.arange(8))[0], TinyFaces(8, seed=0, quantised=True).images)
-    assert training._preload(TinyFaces(8, seed=0)).images.dtype == torch.float32
-
-
-# ---------------------------------------------------------------------------------------------- training
-
-
 def test_run_folder_and_sidecar(trained) -> None:
     run_dir, _, epochs = trained
     assert epochs == [1, 2]
@@ -277,7 +112,7 @@ def test_load_model_roundtrip(trained) -> None:
     assert not model.training
     assert side["loss"] == "cyborg"
     _assert_same_state(model.state_dict(), {k: v.contiguous() for k, v in final.items()})
-    reference = training.build_model("small_cnn", image_size=SIZE)
+    reference = build_model("small_cnn", image_size=SIZE)
     reference.load_state_dict(final)
     x = torch.rand(4, 3, SIZE, SIZE)
     with torch.no_grad():
@@ -362,7 +197,7 @@ def test_cli_train_runs_seeds_and_reuses(data, tmp_path, monkeypatch) -> None:
         calls.append(config.loss)
         return data[0], None  # a data set without a val split
 
-    monkeypatch.setattr(training, "_load_datasets", fake_load)
+    monkeypatch.setattr(training_loop, "_load_datasets", fake_load)
     argv = [
         "train",
         "--data",
@@ -387,7 +222,7 @@ def test_cli_train_runs_seeds_and_reuses(data, tmp_path, monkeypatch) -> None:
     assert [(s["seed"], s["metrics"]["val_acc"]) for s in sides] == [(0, None), (1, None)]
     assert cli.main(argv) == 0
     assert calls == ["cyborg"]  # everything cached: data not even loaded
-    assert training.train_one(tiny_config(epochs=1), root, tmp_path / "runs", progress=False) in runs
+    assert train_one(tiny_config(epochs=1), root, tmp_path / "runs", progress=False) in runs
 
 
 def test_find_runs_keeps_only_runs_of_the_current_data(tmp_path) -> None:

@@ -29,9 +29,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
 
-from salience_lib.measures.accumulator import Accumulator
+from salience_lib.runtime.device import resolve_device
 
 __all__ = [
     "Context",
@@ -42,8 +41,6 @@ __all__ = [
     "resolve_device",
     "setup",
     "shard_batches",
-    "sharded_loader",
-    "sync_accumulator",
     "teardown",
 ]
 
@@ -69,25 +66,6 @@ class Context:
     def distributed(self) -> bool:
         """True when a process group with more than one process is in use."""
         return self.world_size > 1
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; ``cuda`` → ``cuda:<local_rank>``.
-
-    Raises:
-        ValueError: an unknown device string, or ``cuda`` requested without CUDA.
-    """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        device = f"cuda:{local_rank}"
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"`device` must be auto, cpu, cuda or cuda:<i>, got {device!r}") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"`device` {device!r} requested but CUDA is not available; use --device cpu")
-    return resolved
 
 
 def setup(device: str = "auto") -> Context:
@@ -148,62 +126,6 @@ def shard_batches(n: int, batch_size: int, rank: int, world_size: int) -> range:
     first = rank * base + min(rank, extra)
     last = first + base + (1 if rank < extra else 0)
     return range(min(n, first * batch_size), min(n, last * batch_size))
-
-
-class _ShardItems(Dataset):
-    """Dict items of ``base`` at ``indices``: ``image``, global ``index``, the ``columns``, ``annotation``."""
-
-    def __init__(self, base: Dataset, indices: range, columns: dict[str, torch.Tensor], offset: int) -> None:
-        self.base, self.indices, self.columns, self.offset = base, indices, columns, offset
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        j = self.indices[i]
-        raw = self.base[j]
-        image, *rest = raw if isinstance(raw, tuple | list) else (raw,)
-        item = {"image": image, "index": self.offset + j} | {name: col[j] for name, col in self.columns.items()}
-        if len(rest) > 1:
-            item["annotation"] = rest[1]
-        return item
-
-
-def sharded_loader(
-    context: Context,
-    dataset: Dataset,
-    n: int,
-    batch_size: int,
-    columns: dict[str, torch.Tensor],
-    *,
-    offset: int = 0,
-    num_workers: int = 0,
-) -> DataLoader:
-    """A DataLoader over this rank's batches (:func:`shard_batches`) of the first ``n`` items of ``dataset``.
-
-    ``dataset`` yields images or ``(image, label[, annotation])`` tuples (as :mod:`salience_lib.data`).
-    Batches are dicts: ``image``, ``index`` (``offset`` + the item's position, the key of
-    :func:`indexed_uniform`), ``annotation`` when present, and ``columns[name][index]`` for each
-    per-item tensor of ``columns``.
-    """
-    shard = shard_batches(n, batch_size, context.rank, context.world_size)
-    return DataLoader(
-        _ShardItems(dataset, shard, columns, offset),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=context.device.type == "cuda",
-    )
-
-
-def sync_accumulator(context: Context, accumulator: Accumulator) -> None:
-    """Make ``accumulator`` hold the state of every rank (in place; no-op in a single process).
-
-    :meth:`Accumulator.sync` with missing states created on this rank's device.
-    """
-    if context.distributed:
-        accumulator.sync(context.device)
 
 
 # ---------------------------------------------------------------------------------------------

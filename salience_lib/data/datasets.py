@@ -1,185 +1,28 @@
-"""Data sets in CYBORG's layout (SPEC §3, §5): a torch ``Dataset`` for any such folder.
-
-Layout of ``root`` (the generated data sets of :mod:`salience_lib.synthetic` and CYBORG's data)::
-
-    dataset.csv    header-less lines ``split,label,path``: split in train/val/test, label in
-                   Real/Synthetic, path relative to root (a leading "/", as in CYBORG's CSVs, is
-                   allowed and ignored)
-    heatmaps/      human annotation maps named like the image file (CYBORG's training code looks
-                   them up by file name in one flat folder)
-    metadata.csv   optional, with a header that includes ``path`` (the generator adds family,
-                   group, shortcut, mask_path, ...); real data sets simply lack it
-    nonface.csv    optional, with a header that includes ``path``: out-of-set images
-
-The CSV is validated eagerly (field count, split, label, empty or unsafe path, duplicates, file
-existence); images are decoded lazily. Every problem raises ``ValueError`` or
-``FileNotFoundError`` naming the file, the CSV line and the offending value; nothing is skipped.
-"""
+"""The torch data sets over a CYBORG-layout folder: one split of faces, and the out-of-set images."""
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-__all__ = [
-    "CSV_NAME",
-    "HEATMAP_DIR",
-    "LABELS",
-    "SPLITS",
-    "CsvEntry",
-    "CsvImageDataset",
-    "NonFaceDataset",
-    "read_csv",
-]
+from salience_lib.data.decode import _check_size, _gray_tensor, _header_size, _open, _parse_size, _rgb_tensor
+from salience_lib.data.layout import (
+    CSV_NAME,
+    HEATMAP_DIR,
+    METADATA_NAME,
+    NONFACE_NAME,
+    SPLITS,
+    _read_header_csv,
+    read_csv,
+)
 
-CSV_NAME = "dataset.csv"
-METADATA_NAME = "metadata.csv"
-NONFACE_NAME = "nonface.csv"
-HEATMAP_DIR = "heatmaps"
-LABELS = {"Real": 0, "Synthetic": 1}
-SPLITS = ("train", "val", "test")
-_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-
-Size = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class CsvEntry:
-    """One CSV line: 1-based line number, split, integer label (0 Real, 1 Synthetic), relative path."""
-
-    line: int
-    split: str
-    label: int
-    path: str
-
-
-def _clean_path(raw: str, where: str) -> str:
-    path = raw.strip().lstrip("/")
-    if not path:
-        raise ValueError(f"{where}: empty image path")
-    if ".." in PurePosixPath(path).parts:
-        raise ValueError(f"{where}: image path {raw!r} must stay inside the data-set root (no '..')")
-    return path
-
-
-def _read_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"CSV file {csv_path} not found")
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        return [(reader.line_num, row) for row in reader if any(field.strip() for field in row)]
-
-
-def read_csv(csv_path: str | os.PathLike[str]) -> list[CsvEntry]:
-    """Parse and validate a header-less CYBORG CSV (every split); blank lines are ignored.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a line without exactly 3 fields, an unknown split or label, an empty or unsafe
-            path, a path listed twice, or no entries at all; the message names file, line and value.
-    """
-    csv_path = Path(csv_path)
-    entries, first_line = [], {}
-    for line, row in _read_rows(csv_path):
-        where = f"{csv_path}, line {line}"
-        if len(row) != 3:
-            raise ValueError(f"{where}: expected 3 fields 'split,label,path', got {len(row)}: {','.join(row)!r}")
-        split, label, path = row[0].strip(), row[1].strip(), _clean_path(row[2], where)
-        if split not in SPLITS:
-            raise ValueError(f"{where}: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-        if label not in LABELS:
-            raise ValueError(f"{where}: unknown label {label!r}; expected one of {', '.join(LABELS)}")
-        if path in first_line:
-            raise ValueError(f"{where}: duplicate path {path!r} (first listed on line {first_line[path]})")
-        first_line[path] = line
-        entries.append(CsvEntry(line, split, LABELS[label], path))
-    if not entries:
-        raise ValueError(f"{csv_path}: the CSV contains no entries")
-    return entries
-
-
-def _parse_size(image_size: int | Sequence[int] | None) -> Size | None:
-    if image_size is None:
-        return None
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise ValueError(f"`image_size` must be a positive int or (height, width), got {image_size!r}")
-    return size  # type: ignore[return-value]
-
-
-def _open(path: Path, where: str) -> Image.Image:
-    """Open and fully decode an image; any failure names the file and where it was listed."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{where}: file {path} not found") from exc
-    except _READ_ERRORS as exc:
-        raise ValueError(f"{where}: cannot read image {path}: {exc}") from exc
-
-
-def _header_size(path: Path, where: str) -> Size:
-    """``(height, width)`` from the image header, without decoding the pixels."""
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except _READ_ERRORS as exc:
-        raise ValueError(f"{where}: cannot read image {path}: {exc}") from exc
-    return height, width
-
-
-def _check_size(img: Image.Image, expected: Size, where: str, what: str, reference: str) -> None:
-    if img.size != (expected[1], expected[0]):
-        raise ValueError(
-            f"{where}: image {what!r} is {img.size[0]}x{img.size[1]} (WxH) but {reference!r} is "
-            f"{expected[1]}x{expected[0]}; pass image_size= to resize"
-        )
-
-
-def _rgb_tensor(img: Image.Image, size: Size | None) -> torch.Tensor:
-    img = img.convert("RGB")
-    if size is not None and img.size != (size[1], size[0]):
-        img = img.resize((size[1], size[0]), Image.BILINEAR)
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
-
-
-def _gray_tensor(img: Image.Image, size: Size, resample: int = Image.BILINEAR) -> torch.Tensor:
-    """A one-channel map as float32 (H, W) in [0, 1]: 8-bit / 255, 16-bit / 65535, others / their max."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float32)
-        scale = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        img = Image.fromarray(np.clip(arr / scale, 0.0, 1.0).astype(np.float32), mode="F")
-    else:
-        img = img.convert("L")
-    if img.size != (size[1], size[0]):
-        img = img.resize((size[1], size[0]), resample)
-    arr = np.asarray(img, dtype=np.float32)
-    return torch.from_numpy(arr if img.mode == "F" else arr / 255.0).clamp_(0.0, 1.0)
-
-
-def _read_header_csv(csv_path: Path, required: str = "path") -> list[tuple[int, dict[str, str]]]:
-    rows = _read_rows(csv_path)
-    if not rows or required not in rows[0][1]:
-        raise ValueError(f"{csv_path}, line 1: expected a header with a {required!r} column")
-    header = rows[0][1]
-    records = []
-    for line, row in rows[1:]:
-        if len(row) != len(header):
-            raise ValueError(f"{csv_path}, line {line}: expected {len(header)} fields, got {len(row)}")
-        record = dict(zip(header, row, strict=True))
-        record["path"] = _clean_path(record["path"], f"{csv_path}, line {line}")
-        records.append((line, record))
-    return records
+__all__ = ["CsvImageDataset", "NonFaceDataset"]
 
 
 class CsvImageDataset(Dataset):

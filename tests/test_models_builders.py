@@ -1,4 +1,4 @@
-"""Tests for salience_lib.models: structure (CAM/Grad-CAM contract), sizes, weight loading."""
+"""Tests for salience_lib.models.builders: structure (CAM/Grad-CAM contract), sizes, weight loading."""
 
 from __future__ import annotations
 

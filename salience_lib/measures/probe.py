@@ -1,0 +1,66 @@
+"""One model pass per perturbed image: salience maps and class probabilities together.
+
+Several measures need, for the same (perturbed) image, both the explainer's map and the model's
+probabilities. A Grad-CAM call already runs the forward pass whose logits give the probabilities,
+so a second forward would double the cost (SPEC §8, the pass floor). :func:`probe` returns
+``images -> (maps, probabilities)`` that uses one pass whenever the explainer can report its logits
+(``explainer.explain``, e.g. :meth:`salience_lib.salience.GradCAM.at`) and explains ``model``; any
+other explainer (a plain function) costs its own call plus one forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from salience_lib.inference import class_probabilities, probabilities
+from salience_lib.maps import check_maps
+
+__all__ = ["Explainer", "Probe", "Similarity", "clean_pass", "probe"]
+
+Explainer = Callable[[torch.Tensor], torch.Tensor]
+Similarity = Callable[..., torch.Tensor]
+Probe = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+def probe(model: nn.Module, explainer: Explainer) -> Probe:
+    """``images -> (maps (B, h, w), probabilities (B, K))``, in one pass when the explainer allows it."""
+    explain = getattr(explainer, "explain", None)
+    explained = getattr(explainer, "model", None)
+    if callable(explain) and isinstance(explained, nn.Module) and _unwrapped(explained) is _unwrapped(model):
+
+        def one_pass(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            maps, logits = explain(images)
+            return check_maps(maps, "explainer output"), probabilities(logits)
+
+        return one_pass
+
+    def two_passes(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return check_maps(explainer(images), "explainer output"), class_probabilities(model, images)
+
+    return two_passes
+
+
+def clean_pass(
+    explain: Probe,
+    images: torch.Tensor,
+    maps: torch.Tensor | None = None,
+    probs: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clean maps and ``(B, K)`` probabilities: as given (checked against ``images``), else one pass."""
+    if maps is None or probs is None:
+        fresh_maps, fresh_probs = explain(images)
+        maps = fresh_maps if maps is None else maps
+        probs = fresh_probs if probs is None else probs
+    batch = images.shape[0]
+    if maps.shape[0] != batch:
+        raise ValueError(f"`clean_maps` has {maps.shape[0]} maps but `images` has {batch} images")
+    if probs.ndim != 2 or probs.shape[0] != batch:
+        raise ValueError(f"`clean_probabilities` must have shape ({batch}, classes), got {tuple(probs.shape)}")
+    return check_maps(maps, "clean_maps"), probs
