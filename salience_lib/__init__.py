@@ -8,3 +8,14 @@ The package is importable without Jupyter; submodules are imported on demand.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "evaluate"]
+
+
+def __getattr__(name: str) -> object:
+    """``salience_lib.evaluate`` without importing torch at package import."""
+    if name == "evaluate":
+        from salience_lib.engine import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'salience_lib' has no attribute {name!r}")

@@ -17,9 +17,13 @@ from torch.utils.data import TensorDataset
 
 from salience_lib import cli, report
 from salience_lib.data.synthetic import generate_dataset
-from salience_lib.measures.accumulator import Accumulator
+from salience_lib.engine.sources import open_source
+from salience_lib.engine.step import ModelMeasures
+from salience_lib.engine.subjects import subjects_from
+from salience_lib.measures.accumulator import Accumulator, summary_of
 from salience_lib.report import ReportError, ReportSettings, resolve_runs, run_report
 from salience_lib.runtime import distributed as dist_utils
+from salience_lib.similarity import ssim
 from salience_lib.stats import summarise
 from salience_lib.training import TrainConfig, train_on
 
@@ -144,32 +148,34 @@ def test_csv_is_the_flattened_json(single: tuple[Path, dict]) -> None:
 
 def test_bounded_summary_equals_summarise() -> None:
     values = torch.rand(3000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    assert report._summary(values) == summarise(values).as_dict()
+    assert summary_of(values) == summarise(values)
 
 
 def _state_sizes(acc: Accumulator) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
-    sums = {name: tuple(value.shape) for name, value in acc._sums.items()}
-    return sums, {name: acc.values(name).numel() for name in acc._cats}
+    sums = {name: tuple(acc.total(name).shape) for name in acc._defaults if name not in acc._cat_shapes}
+    return sums, {name: acc.values(name).shape[0] for name in acc._cat_shapes}
 
 
 def test_accumulators_keep_scalars_per_image_not_maps(data_dir: Path, runs_dir: Path) -> None:
-    """Cat states hold one float per image; sum states do not grow with the number of images."""
-    run = resolve_runs(runs_dir)[0]
-    sizes = {}
+    """Cat states hold one row of scalars per image; sum states do not grow with the number of images;
+    the kept maps are the native 8×8 maps, one per image."""
+    (subject,) = subjects_from(resolve_runs(runs_dir)[:1])
+    sizes, kept = {}, {}
     for limit in (10, 20):
         settings = _settings(data_dir, limit=limit)
         context = dist_utils.setup("cpu")
-        data = report._load_data(settings, None)
-        runner = report._Runner(settings, context, data, report._loaders(data, settings, context))
-        model = runner.load(run)
-        measures = [report._EntropyPass(runner.similarity), report._GeometricPass(runner.similarity)]
-        measures.append(report._DegradationPass(runner.similarity, seed=0))
-        for measure in measures:
-            runner.run(model, measure)
-        sizes[limit] = [_state_sizes(acc) for measure in measures for acc in measure.accumulators()]
+        source = open_source(settings.data, settings, None)
+        measures = ModelMeasures(subject, subject.load(context.device), source, settings, ssim)
+        for batch in source.batches(context, settings.batch_size, nonface=False):
+            measures.update(batch)
+        accumulators = [*measures.entropy.values(), measures.detection, measures.curve, measures.geometric,
+                        *measures.single.values(), *measures.deletion.values()]  # fmt: skip
+        sizes[limit] = [_state_sizes(acc) for acc in accumulators]
+        kept[limit] = tuple(measures.kept_maps().maps.shape)
     for (sums_10, cats_10), (sums_20, cats_20) in zip(sizes[10], sizes[20], strict=True):
         assert sums_10 == sums_20
         assert all(n == 10 for n in cats_10.values()) and all(n == 20 for n in cats_20.values())
+    assert kept == {10: (10, 8, 8), 20: (20, 8, 8)}
 
 
 def test_annotations_and_data_without_metadata(data_dir: Path, runs_dir: Path, tmp_path: Path) -> None:
@@ -185,7 +191,7 @@ def test_annotations_and_data_without_metadata(data_dir: Path, runs_dir: Path, t
     for split in ("train", "val", "test"):
         (bare / split).symlink_to(data_dir / split)
     plain = run_report(run, tmp_path / "bare.json", _settings(bare, limit=10))
-    assert plain is not None and plain["data"]["groups"] == {"faces": 10}
+    assert plain is not None and plain["data"]["groups"] == {"all": 10}
     (model,) = plain["models"].values()
     assert model["out_of_set"]["distribution_shift"].startswith("skipped")
     assert model["annotation_agreement"] is None
@@ -208,8 +214,8 @@ def test_resume_skips_finished_models_and_changed_settings_recompute(
     with pytest.raises(KeyboardInterrupt, match=runs[0].name):
         run_report(runs, out, settings, on_model_done=interrupt)
     cache = tmp_path / "report.json.cache"
-    (first,) = cache.iterdir()
-    assert first.name.startswith(runs[0].name) and not out.exists()
+    first, first_maps = sorted(cache.iterdir())  # the result (.json) and the kept native maps (.pt)
+    assert first.name.startswith(runs[0].name) and first_maps.with_suffix(".json") == first and not out.exists()
     stamp = first.stat().st_mtime_ns
 
     resumed = run_report(runs, out, settings)
@@ -218,7 +224,7 @@ def test_resume_skips_finished_models_and_changed_settings_recompute(
     assert resumed["cache"]["computed"] == [runs[1].name, "stability"]
     assert first.stat().st_mtime_ns == stamp
     stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    assert len(stamps) == 3  # two models and the stability of their recipes
+    assert len(stamps) == 5  # two models (result and kept maps) and the stability of their recipes
 
     again = run_report(runs, out, settings)
     assert again is not None and again["cache"]["computed"] == []
@@ -228,7 +234,7 @@ def test_resume_skips_finished_models_and_changed_settings_recompute(
     changed = run_report(runs, out, _settings(data_dir, limit=10, map_size=16))
     assert changed is not None and changed["cache"]["reused"] == []
     assert all(m["map_size"] == [16, 16] for m in changed["models"].values())
-    assert len(list(cache.iterdir())) == 6
+    assert len(list(cache.iterdir())) == 10
 
     execution_only = run_report(runs, out, _settings(data_dir, limit=10, batch_size=4))
     assert execution_only is not None and execution_only["cache"]["computed"] == []

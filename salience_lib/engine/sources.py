@@ -121,7 +121,9 @@ class Source:
     def summary(self) -> dict[str, Any]:
         """What a report says about the data."""
         counts = torch.bincount(self.group_ids, minlength=len(self.groups)).tolist()
-        groups = dict(zip(self.groups, counts, strict=True)) | ({NONFACE_GROUP: self.n_nonface} if self.n_nonface else {})
+        groups = dict(zip(self.groups, counts, strict=True))
+        if self.n_nonface:
+            groups[NONFACE_GROUP] = self.n_nonface
         return self.description | {
             "n_images": self.n,
             "annotations": self.annotations,

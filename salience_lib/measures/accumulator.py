@@ -28,7 +28,7 @@ from torchmetrics import Metric
 
 from salience_lib.stats import Summary, bootstrap_ci
 
-__all__ = ["Accumulator", "summary_of"]
+__all__ = ["Accumulator", "ValuesAccumulator", "summary_of"]
 
 # Bootstrap resamples are drawn in chunks of at most this many indices: ~16 MB transient memory
 # whatever the number of images.
@@ -159,3 +159,28 @@ class Accumulator(Metric):
             state = getattr(self, name)
             if isinstance(state, torch.Tensor):
                 setattr(self, name, state.reshape(-1, *self._cat_shapes[name]))
+
+
+class ValuesAccumulator(Accumulator):
+    """Named per-image values, e.g. agreement with annotations or a between-recipe baseline.
+
+    Args:
+        names: the values it holds (each a per-image cat state).
+    """
+
+    def __init__(self, names: tuple[str, ...] | list[str]) -> None:
+        super().__init__()
+        self.names = tuple(names)
+        for name in self.names:
+            self.add_cat_state(name)
+
+    def config(self) -> dict[str, Any]:
+        return {"names": self.names}
+
+    def update(self, name: str, values: torch.Tensor) -> None:
+        """Add ``(B,)`` values to ``name``."""
+        self._cat(name, values)
+
+    def compute(self) -> dict[str, Summary | None]:
+        """Summary of each name's values (None for a name that received none) and their ``n``."""
+        return {name: self.summary(name) if self.values(name).numel() else None for name in self.names}

@@ -25,11 +25,14 @@ from salience_lib.imaging import check_images, gaussian_blur, gaussian_noise
 from salience_lib.imaging import salt_and_pepper as _salt_and_pepper
 from salience_lib.maps import check_maps
 from salience_lib.measures.accumulator import Accumulator, summary_of
+from salience_lib.measures.entropy import salience_entropy
 from salience_lib.measures.probe import Explainer, Similarity, clean_pass, probe
 from salience_lib.similarity import ssim
 
 __all__ = [
     "FAMILIES",
+    "SHIFT_VALUES",
+    "DistributionShiftAccumulator",
     "SALT_AND_PEPPER_FRACTIONS",
     "MeanMapAccumulator",
     "PerturbationAccumulator",
@@ -261,3 +264,43 @@ class MeanMapAccumulator(Accumulator):
         if int(self.images) == 0:
             raise ValueError("the mean map of no maps is undefined: no in-set image was seen")
         return (self.sum / self.images).float()
+
+
+SHIFT_VALUES = ("entropy_histogram", "entropy_spatial", "similarity_to_mean")
+
+
+class DistributionShiftAccumulator(Accumulator):
+    """Per group (seen / unseen families, non-face images, ...): entropy and similarity to the in-set mean map.
+
+    Args:
+        groups: names of the group ids given to :meth:`update`.
+        mean_map: ``(H, W)`` the model's mean in-set map (:class:`MeanMapAccumulator`).
+        similarity: map similarity.
+    """
+
+    def __init__(self, groups: Sequence[str], mean_map: torch.Tensor, similarity: Similarity = ssim) -> None:
+        super().__init__()
+        self.groups, self.mean_map, self.similarity = tuple(groups), mean_map, similarity
+        for name in (*SHIFT_VALUES, "group"):
+            self.add_cat_state(name)
+
+    def config(self) -> dict[str, object]:
+        return {"groups": self.groups, "mean_map": tuple(self.mean_map.shape)}
+
+    def update(self, maps: torch.Tensor, group: torch.Tensor) -> None:
+        """Add ``(B, H, W)`` maps of images of the given ``(B,)`` group ids."""
+        self._cat("entropy_histogram", salience_entropy(maps, "histogram"))
+        self._cat("entropy_spatial", salience_entropy(maps, "spatial"))
+        self._cat("similarity_to_mean", similarity_to_mean_map(maps, self.mean_map.to(maps), self.similarity))
+        self._cat("group", group)
+
+    def compute(self) -> dict[str, dict[str, object]]:
+        """``{group: {entropy_histogram, entropy_spatial, similarity_to_mean: Summary, n}}`` for groups seen."""
+        group = self.values("group").long()
+        out: dict[str, dict[str, object]] = {}
+        for g, name in enumerate(self.groups):
+            chosen = group == g
+            if bool(chosen.any()):
+                out[name] = {value: summary_of(self.values(value)[chosen]) for value in SHIFT_VALUES}
+                out[name]["n"] = int(chosen.sum())
+        return out

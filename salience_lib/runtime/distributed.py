@@ -36,6 +36,7 @@ __all__ = [
     "Context",
     "barrier",
     "broadcast_object",
+    "gather_object",
     "indexed_salt_and_pepper",
     "indexed_uniform",
     "resolve_device",
@@ -184,3 +185,12 @@ def indexed_salt_and_pepper(indices: torch.Tensor, seed: int = 0) -> Callable[..
         return torch.where(chosen, salt.view(batch, 1, height, width).to(images.dtype), images)
 
     return salt_and_pepper
+
+
+def gather_object(context: Context, obj: Any) -> list[Any]:
+    """Every rank's ``obj`` in rank order, on every rank (``[obj]`` in a single process)."""
+    if not context.distributed:
+        return [obj]
+    gathered: list[Any] = [None] * context.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered

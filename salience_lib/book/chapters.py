@@ -1,0 +1,118 @@
+"""What every measure chapter does around its measurement: pick the trained runs, glue numbers into the prose.
+
+- :func:`runs_by_recipe` finds the complete runs trained on the chapter's data set, grouped by
+  recipe, and refuses a folder that cannot support a comparison across seeds.
+- :func:`glue_numbers` and :func:`glue_summary` hand numbers to the prose: a chapter writes its
+  sentences in Markdown with ``{glue:text}`name:.3f``` roles, and a code cell glues the values
+  under those names (myst-nb's ``glue(name, value, display=False)``), so no cell writes text.
+
+Importing this module does not import Jupyter: myst-nb is imported when a number is glued.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from salience_lib.models.runs import find_runs, read_sidecar
+
+__all__ = ["glue_numbers", "glue_summary", "runs_by_recipe", "summary_numbers"]
+
+
+def runs_by_recipe(
+    runs_dir: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    recipes: Sequence[str] = ("xent", "cyborg"),
+    *,
+    min_runs: int = 2,
+) -> dict[str, list[Path]]:
+    """The complete runs of each recipe trained on ``data_dir`` as it is now, one per seed.
+
+    Runs come from :func:`salience_lib.models.runs.find_runs` with ``data=data_dir``, so a run of an
+    earlier version of the data set (another data hash in its sidecar) is left out rather than mixed
+    in; within a recipe they are sorted by folder name. A comparison across seeds needs at least
+    ``min_runs`` runs per recipe, each of another seed.
+
+    Args:
+        runs_dir: the folder of run folders (``runs/quick``).
+        data_dir: the data set the chapter measures on.
+        recipes: the recipes (the ``loss`` of a run's sidecar), in the order of the result.
+        min_runs: the fewest runs a recipe may have.
+
+    Returns:
+        recipe -> its run folders.
+
+    Raises:
+        ValueError: a recipe with fewer than ``min_runs`` runs, or two runs of one recipe with the same
+            seed; the message names the folders and the seeds found.
+        FileNotFoundError: ``data_dir`` is not a data set (see :func:`salience_lib.data.dataset_hash`).
+    """
+    found: dict[str, list[Path]] = {recipe: [] for recipe in recipes}
+    seeds: dict[str, list[int]] = {recipe: [] for recipe in recipes}
+    for run in find_runs(runs_dir, data=data_dir):
+        sidecar = read_sidecar(run)
+        if sidecar is not None and sidecar["loss"] in found:
+            found[sidecar["loss"]].append(run)
+            seeds[sidecar["loss"]].append(sidecar["seed"])
+    for recipe in recipes:
+        if len(found[recipe]) < min_runs or len(set(seeds[recipe])) != len(seeds[recipe]):
+            raise ValueError(
+                f"{runs_dir}: need >= {min_runs} complete {recipe} runs of {data_dir} with distinct seeds, "
+                f"found seeds {seeds[recipe]}"
+            )
+    return found
+
+
+def glue_numbers(numbers: Mapping[str, Any]) -> None:
+    """Glue every value of ``numbers`` under its name, for ``{glue:text}`` roles in the prose.
+
+    Each is ``myst_nb.glue(name, value, display=False)``: nothing is shown in the cell's output.
+    """
+    from myst_nb import glue
+
+    for name, value in numbers.items():
+        glue(name, value, display=False)
+
+
+def summary_numbers(
+    prefix: str, entry: Mapping[str, Any], recipes: Sequence[str] = ("xent", "cyborg")
+) -> dict[str, float]:
+    """The numbers of one metric of :func:`salience_lib.book.summarise_recipes`, named for the prose.
+
+    Per recipe ``<prefix>_<recipe>`` (the mean over its models), ``<prefix>_<recipe>_lo`` and
+    ``<prefix>_<recipe>_hi`` (the 95% CI); and ``<prefix>_p``, the Mann–Whitney p-value, when the
+    summary has a test.
+
+    Args:
+        prefix: the names' common start, e.g. ``"deg_dp_salient"``.
+        entry: ``summary[metric]``.
+        recipes: the recipes to name.
+
+    Raises:
+        KeyError: a recipe that ``entry`` has no values for.
+    """
+    numbers: dict[str, float] = {}
+    for recipe in recipes:
+        if recipe not in entry:
+            raise KeyError(f"no {recipe!r} values in this summary entry (it has {sorted(entry)})")
+        numbers[f"{prefix}_{recipe}"] = float(entry[recipe]["mean"])
+        numbers[f"{prefix}_{recipe}_lo"] = float(entry[recipe]["ci_low"])
+        numbers[f"{prefix}_{recipe}_hi"] = float(entry[recipe]["ci_high"])
+    if "mann_whitney" in entry:
+        numbers[f"{prefix}_p"] = float(entry["mann_whitney"]["p"])
+    return numbers
+
+
+def glue_summary(
+    prefix: str, entry: Mapping[str, Any], recipes: Sequence[str] = ("xent", "cyborg")
+) -> dict[str, float]:
+    """Glue :func:`summary_numbers` of one metric (means, CIs, p) and return them.
+
+    ``glue_summary("geo_mean", summary["mean over transforms"])`` lets the prose write
+    ``{glue:text}`geo_mean_xent:.3f` [{glue:text}`geo_mean_xent_lo:.3f`, ...] (p = {glue:text}`geo_mean_p:.3f`)``.
+    """
+    numbers = summary_numbers(prefix, entry, recipes)
+    glue_numbers(numbers)
+    return numbers

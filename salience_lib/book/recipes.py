@@ -1,0 +1,292 @@
+"""Comparing the training recipes: per-recipe statistics over per-model numbers, as tables and plots.
+
+A chapter measures something once per trained model and then compares the recipes (XENT against
+CYBORG) across seeds. The unit is the model, not the image: :func:`summarise_recipes` gives, per
+metric, each recipe's values, mean and 95% bootstrap CI over its models and a two-sided
+Mann–Whitney test of the two recipes; :func:`comparison_table` turns that into a table. The plots
+draw the same summaries in the recipes' fixed colours:
+
+- :func:`compare_recipes`: one panel, every model as a dot and each recipe's mean with its CI;
+- :func:`plot_recipe_means`: several metrics side by side, each recipe's mean with its CI;
+- :func:`plot_ci_bands`: a curve per model (a value per x), each recipe's mean curve in a CI band.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from salience_lib.book.style import RECIPE_LABELS, recipe_color
+from salience_lib.stats import Summary, mann_whitney, summarise
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "compare_recipes",
+    "comparison_table",
+    "plot_ci_bands",
+    "plot_recipe_means",
+    "smallest_p_value",
+    "summarise_recipes",
+]
+
+RECIPES: tuple[str, str] = ("xent", "cyborg")
+
+
+def _as_numpy(values: Any) -> np.ndarray:
+    """A tensor (on any device), an array or nested lists as a float64 numpy array."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def summarise_recipes(models: dict[str, dict], a: str = "xent", b: str = "cyborg") -> dict:
+    """Per metric: per-recipe values, mean and 95% bootstrap CI over seeds, and Mann–Whitney of a vs b.
+
+    Args:
+        models: model name -> ``{"loss": recipe, <metric>: float, ...}``. Only ``float`` values are
+            metrics (a ``seed`` or a count stored as ``int`` is not summarised).
+        a, b: the two recipes that the Mann–Whitney test compares.
+
+    Returns:
+        metric -> ``{recipe: {"values", "mean", "ci_low", "ci_high", "n", "confidence"}, ...,
+        "mann_whitney": {"u", "p", "effect"}}``; the test is present only when both recipes have at
+        least two values of the metric.
+    """
+    metrics = sorted({k for m in models.values() for k, v in m.items() if isinstance(v, float)})
+    out: dict[str, dict] = {}
+    for metric in metrics:
+        entry: dict[str, object] = {}
+        values = {}
+        for recipe in sorted({m["loss"] for m in models.values()}):
+            vals = [m[metric] for m in models.values() if m["loss"] == recipe and metric in m]
+            if vals:
+                values[recipe] = vals
+                entry[recipe] = {"values": vals, **summarise(vals).as_dict()}
+        if a in values and b in values and len(values[a]) > 1 and len(values[b]) > 1:
+            entry["mann_whitney"] = mann_whitney(values[a], values[b])
+        out[metric] = entry
+    return out
+
+
+def comparison_table(
+    summary: dict, metrics: Sequence[str] | None = None, recipes: Sequence[str] = RECIPES
+) -> pd.DataFrame:
+    """A pandas table of :func:`summarise_recipes` output: per metric, ``mean [CI]`` per recipe and p.
+
+    Columns: ``<recipe> mean``, ``<recipe> 95% CI`` for each recipe, ``Mann–Whitney p``.
+
+    Args:
+        summary: what :func:`summarise_recipes` returned.
+        metrics: the rows, in order (default: every metric of ``summary``).
+        recipes: the recipes whose columns the table has; a recipe missing from a metric leaves its
+            cells empty.
+    """
+    import pandas as pd
+
+    rows = []
+    for metric in metrics or list(summary):
+        entry = summary[metric]
+        row: dict[str, object] = {"metric": metric}
+        for recipe in recipes:
+            if recipe in entry:
+                row[f"{recipe} mean"] = entry[recipe]["mean"]
+                row[f"{recipe} 95% CI"] = f"[{entry[recipe]['ci_low']:.3f}, {entry[recipe]['ci_high']:.3f}]"
+        row["Mann–Whitney p"] = entry.get("mann_whitney", {}).get("p")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def smallest_p_value(n_a: int, n_b: int) -> float:
+    """The smallest two-sided Mann–Whitney p-value that ``n_a`` against ``n_b`` values can give.
+
+    It is reached when every value of one sample lies above every value of the other: 2/252 ≈ 0.008
+    for 5 against 5 seeds, so a smaller p cannot be expected from a comparison of five models each.
+
+    Raises:
+        ValueError: a sample of fewer than one value.
+    """
+    if n_a < 1 or n_b < 1:
+        raise ValueError(f"`n_a` and `n_b` must be >= 1, got {n_a} and {n_b}")
+    return mann_whitney(list(range(n_a)), list(range(n_a, n_a + n_b)))["p"]
+
+
+def compare_recipes(
+    ax: Axes,
+    values: Mapping[str, Sequence[float] | torch.Tensor | np.ndarray],
+    ylabel: str,
+    *,
+    title: str | None = None,
+    seed: int = 0,
+) -> dict[str, Summary]:
+    """Per recipe: every value as a dot, and the mean with its 95% bootstrap CI; same colours everywhere.
+
+    Meant for a handful to a few hundred values per recipe (e.g. one value per trained model).
+
+    Args:
+        ax: matplotlib axes.
+        values: recipe name (``"xent"``, ``"cyborg"``, or any other) -> values.
+        ylabel: what the values are (the y-axis label).
+        title: optional axes title.
+        seed: seeds the bootstrap and the horizontal jitter of the dots.
+
+    Returns:
+        recipe -> :class:`salience_lib.stats.Summary` (mean, CI, n).
+
+    Raises:
+        ValueError: no recipes, or a recipe without values.
+    """
+    if not values:
+        raise ValueError("`values` is empty: give at least one recipe")
+    rng = np.random.default_rng(seed)
+    summaries: dict[str, Summary] = {}
+    names = list(values)
+    for x, name in enumerate(names):
+        data = _as_numpy(values[name]).reshape(-1)
+        summary = summarise(data, seed=seed)
+        summaries[name] = summary
+        color = recipe_color(name, x)
+        jitter = rng.uniform(-0.12, 0.12, data.size)
+        ax.scatter(x + jitter, data, s=18, color=color, alpha=0.55 if data.size > 20 else 0.85, linewidths=0)
+        ax.errorbar(
+            x + 0.3,
+            summary.mean,
+            yerr=[[summary.mean - summary.ci_low], [summary.ci_high - summary.mean]],
+            fmt="D",
+            color=color,
+            capsize=4,
+            markersize=6,
+        )
+    ax.set_xticks(range(len(names)), [RECIPE_LABELS.get(n, n) for n in names])
+    ax.set_xlim(-0.5, len(names) - 0.3)
+    ax.set_xlabel("recipe (dots: values; diamond: mean with 95% bootstrap CI)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return summaries
+
+
+def plot_recipe_means(
+    ax: Axes,
+    summary: Mapping[str, Mapping[str, Any]],
+    metrics: Sequence[str],
+    ticks: Sequence[str] | None = None,
+    *,
+    recipes: Sequence[str] = RECIPES,
+    spread: float = 0.2,
+    capsize: float = 4,
+    rotation: float = 0,
+) -> np.ndarray:
+    """Several metrics side by side: at each, every recipe's mean over its models with the 95% CI.
+
+    The metrics sit at x = 0, 1, ...; the recipes are drawn next to each other within ``spread``
+    around each position, in their colours and with their labels (for ``ax.legend()``).
+
+    Args:
+        ax: matplotlib axes.
+        summary: what :func:`summarise_recipes` returned (at least the ``metrics``).
+        metrics: the metrics to draw, in order along the x axis.
+        ticks: the x tick labels (default: the metric names).
+        recipes: the recipes to draw.
+        spread: horizontal distance between the first and the last recipe at one metric.
+        capsize: length of the error bars' caps, in points.
+        rotation: angle of the tick labels in degrees (rotated labels are aligned at their right end).
+
+    Returns:
+        The x positions of the metrics.
+
+    Raises:
+        ValueError: no metrics, ``ticks`` of another length, or a metric without one of the recipes.
+    """
+    if not metrics:
+        raise ValueError("`metrics` is empty: nothing to plot")
+    if ticks is not None and len(ticks) != len(metrics):
+        raise ValueError(f"`ticks` has {len(ticks)} entries for {len(metrics)} metrics")
+    for metric in metrics:
+        missing = [r for r in recipes if r not in summary[metric]]
+        if missing:
+            raise ValueError(f"metric {metric!r} has no values for recipe(s) {', '.join(missing)}")
+    positions = np.arange(len(metrics), dtype=float)
+    offsets = np.linspace(-spread / 2, spread / 2, len(recipes)) if len(recipes) > 1 else np.zeros(1)
+    for k, (offset, recipe) in enumerate(zip(offsets, recipes, strict=True)):
+        entries = [summary[metric][recipe] for metric in metrics]
+        means = np.array([e["mean"] for e in entries])
+        errors = np.array([[e["mean"] - e["ci_low"] for e in entries], [e["ci_high"] - e["mean"] for e in entries]])
+        ax.errorbar(
+            positions + offset,
+            means,
+            yerr=errors,
+            fmt="o",
+            capsize=capsize,
+            color=recipe_color(recipe, k),
+            label=RECIPE_LABELS.get(recipe, recipe),
+        )
+    labels = list(metrics) if ticks is None else list(ticks)
+    if rotation:
+        ax.set_xticks(positions, labels, rotation=rotation, ha="right")
+    else:
+        ax.set_xticks(positions, labels)
+    return positions
+
+
+def plot_ci_bands(
+    ax: Axes,
+    x: Sequence[float] | np.ndarray | torch.Tensor,
+    curves: Mapping[str, Sequence[Sequence[float]] | np.ndarray | torch.Tensor],
+    *,
+    label: str = "{recipe}",
+    linestyle: str = "-",
+    marker: str = "o",
+    markersize: float = 4,
+    alpha: float = 0.25,
+    seed: int = 0,
+) -> dict[str, list[Summary]]:
+    """Per recipe, the mean of its models' curves as a line, in a band of the 95% bootstrap CI over models.
+
+    Args:
+        ax: matplotlib axes.
+        x: the x values shared by all curves, length ``n``.
+        curves: recipe -> its models' curves, ``(models, n)``: one row per model (e.g. a model's mean
+            over images at each severity).
+        label: legend label; ``{recipe}`` is replaced by the recipe's label (``"XENT"``).
+        linestyle, marker, markersize: how the mean line is drawn.
+        alpha: opacity of the band.
+        seed: seeds the bootstrap.
+
+    Returns:
+        recipe -> one :class:`salience_lib.stats.Summary` per x value.
+
+    Raises:
+        ValueError: no recipes, or curves that are not ``(models, n)`` with at least one model.
+    """
+    if not curves:
+        raise ValueError("`curves` is empty: give at least one recipe")
+    xs = _as_numpy(x).reshape(-1)
+    out: dict[str, list[Summary]] = {}
+    for k, (recipe, rows) in enumerate(curves.items()):
+        data = _as_numpy(rows)
+        if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] != xs.size:
+            raise ValueError(
+                f"`curves[{recipe!r}]` must be (models, {xs.size}) with at least one model, got {data.shape}"
+            )
+        summaries = [summarise(data[:, j], seed=seed) for j in range(xs.size)]
+        color = recipe_color(recipe, k)
+        ax.plot(
+            xs,
+            [s.mean for s in summaries],
+            linestyle=linestyle,
+            marker=marker,
+            markersize=markersize,
+            color=color,
+            label=label.format(recipe=RECIPE_LABELS.get(recipe, recipe)),
+        )
+        ax.fill_between(
+            xs, [s.ci_low for s in summaries], [s.ci_high for s in summaries], color=color, alpha=alpha, linewidth=0
+        )
+        out[recipe] = summaries
+    return out

@@ -1,0 +1,209 @@
+"""One model's measures, fed batch by batch from one shared clean pass (the pass floor, SPEC §8).
+
+For every batch of in-set images, :class:`ModelMeasures` runs ONE clean Grad-CAM whose logits are
+also the clean probabilities, and hands the clean maps and probabilities to every measure:
+
+==========================  ===========================================================  ======
+measure                     what it adds per image                                        passes
+==========================  ===========================================================  ======
+(a) entropy, ground truth   entropy of the clean map; accuracy, AUCs; mask mass,          1
+                            pointing game, annotation agreement (clean maps only)
+(b) salt-and-pepper         Grad-CAM of 7 noisy copies (severity 0 is the clean pass)     7
+(c) geometric               Grad-CAM of 14 transformed copies                             14
+(e) guided degradation      Grad-CAM of 4 degraded copies (2 modes × salience/random)     4
+(e) deletion                forwards at 10 fractions > 0 × 2 rankings                     20
+(d) stability, (b) shift    the clean native maps are kept (h·w floats per image)         0
+==========================  ===========================================================  ======
+
+— 46 passes per image and model; a non-face image costs one pass (its clean map). The kept maps
+feed distribution shift after the pass (their similarity to the model's mean in-set map, which is
+only known then) and cross-run stability across models (:mod:`salience_lib.engine.run`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from salience_lib.engine.settings import DEGRADATION_MODES, EngineSettings
+from salience_lib.engine.sources import Batch, Source
+from salience_lib.engine.subjects import Subject
+from salience_lib.inference import probabilities
+from salience_lib.maps import minmax_normalise, resize_maps
+from salience_lib.measures.accumulator import ValuesAccumulator
+from salience_lib.measures.degradation import (
+    DegradationAccumulator,
+    DeletionAccumulator,
+    degradation_effect,
+    deletion_curve,
+)
+from salience_lib.measures.entropy import EntropyAccumulator
+from salience_lib.measures.geometric import GeometricAccumulator, geometric_consistency
+from salience_lib.measures.ground_truth import DetectionAccumulator, LocalisationAccumulator
+from salience_lib.measures.out_of_set import (
+    SALT_AND_PEPPER_FRACTIONS,
+    MeanMapAccumulator,
+    PerturbationAccumulator,
+    perturbation_curve,
+)
+from salience_lib.measures.probe import Similarity
+from salience_lib.measures.stability import agreement_with_reference
+from salience_lib.runtime import distributed as dist_utils
+from salience_lib.runtime.device import amp_dtype
+from salience_lib.salience import GradCAM
+
+__all__ = ["KeptMaps", "ModelMeasures", "maps_at"]
+
+_RANDOM_MAP_STREAM = 1_000_003
+ENTROPY_KINDS = ("histogram", "spatial")
+
+
+def maps_at(native: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """Native maps at ``size``: bilinear upsampling then min–max — what Grad-CAM at that size returns.
+
+    (Min–max commutes with the affine, weights-summing-to-one interpolation, so normalising the
+    native map first changes nothing beyond float rounding.)
+    """
+    if size is None or tuple(native.shape[-2:]) == tuple(size):
+        return native
+    return minmax_normalise(resize_maps(native.float(), size))
+
+
+@dataclass
+class KeptMaps:
+    """This rank's clean native maps of one model, in image-index order, with each image's group."""
+
+    index: torch.Tensor
+    maps: torch.Tensor
+    group: torch.Tensor
+
+
+class ModelMeasures:
+    """Every accumulator of one model and the per-batch update that feeds them (module docstring)."""
+
+    def __init__(
+        self, subject: Subject, model: nn.Module, source: Source, settings: EngineSettings, similarity: Similarity
+    ) -> None:
+        self.subject, self.model, self.source, self.settings, self.similarity = (
+            subject, model, source, settings, similarity,
+        )
+        self.cam = GradCAM(model, autocast_dtype=amp_dtype(settings.amp))
+        self.size = None if settings.map_size is None else (settings.map_size, settings.map_size)
+        self.explainer = self.cam.at(self.size)
+        self.native_size: tuple[int, int] | None = None
+        groups = source.groups
+        self.entropy = {kind: EntropyAccumulator(kind) for kind in ENTROPY_KINDS}
+        self.detection = DetectionAccumulator(groups)
+        self.localisation = LocalisationAccumulator(groups) if source.masks else None
+        self.annotation = ValuesAccumulator(["agreement"]) if source.annotations else None
+        self.mean_map: MeanMapAccumulator | None = None
+        runs = settings.runs
+        curve = PerturbationAccumulator("salt_and_pepper", SALT_AND_PEPPER_FRACTIONS)
+        self.curve = curve if runs("out_of_set") else None
+        self.geometric = GeometricAccumulator() if runs("geometric") else None
+        self.single = {
+            f"{kind}{mode}": DegradationAccumulator(mode) for kind in ("", "random_") for mode in DEGRADATION_MODES
+        } if runs("degradation") else {}
+        self.deletion = {"deletion": DeletionAccumulator(), "deletion_random": DeletionAccumulator()} if runs(
+            "degradation"
+        ) else {}
+        self.timing: dict[str, float] = {}
+        self._kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    # -- the per-batch update -----------------------------------------------------------------------
+    def _timed(self, name: str, start: float) -> float:
+        now = time.perf_counter()
+        self.timing[name] = self.timing.get(name, 0.0) + now - start
+        return now
+
+    def probe(self, image: torch.Tensor) -> None:
+        """Learn the native map size from one image before the pass (a sharded run: a rank may get no batch)."""
+        self._check_size(self.cam(image[None]))
+
+    def _check_size(self, native: torch.Tensor) -> None:
+        self.native_size = tuple(native.shape[-2:])
+        self.mean_map = MeanMapAccumulator(self.size or self.native_size).to(native.device)
+        size = self.size or self.native_size
+        if self.settings.similarity == "ssim" and min(size) < 7:
+            raise ValueError(
+                f"model {self.subject.name}: maps of {size[0]}×{size[1]} px (Grad-CAM's own: "
+                f"{self.native_size[0]}×{self.native_size[1]}) are smaller than SSIM's 7×7 window; "
+                "pass map_size=16 (--map-size 16) or another similarity"
+            )
+
+    def update(self, batch: Batch) -> None:
+        """Measure one batch (its clean pass is shared by every measure)."""
+        start = time.perf_counter()
+        explained = self.cam.explain(batch.images)
+        native, clean = explained.maps, probabilities(explained.logits)
+        if self.native_size is None:
+            self._check_size(native)
+        maps = maps_at(native, self.size)
+        self._kept.append((batch.index.cpu(), native.cpu(), batch.group.cpu()))
+        if batch.nonface:
+            self._timed("clean", start)
+            return
+        for acc in self.entropy.values():
+            acc.update(maps)
+        self.detection.update(clean, batch.labels, batch.group, batch.shortcut)
+        if self.localisation is not None and batch.mask is not None:
+            self.localisation.update(maps, batch.mask, batch.group)
+        if self.annotation is not None and batch.annotation is not None:
+            self.annotation.update("agreement", agreement_with_reference(maps, batch.annotation, self.similarity))
+        if bool(batch.in_set.any()):
+            self.mean_map.update(maps[batch.in_set])
+        start = self._timed("clean", start)
+        shared = {"clean_maps": maps, "clean_probabilities": clean}
+        if self.curve is not None:
+            family = dist_utils.indexed_salt_and_pepper(batch.index, self.settings.seed)
+            self.curve.update(
+                perturbation_curve(
+                    self.model, self.explainer, batch.images, family, SALT_AND_PEPPER_FRACTIONS, self.similarity,
+                    **shared,
+                )
+            )
+            start = self._timed("out_of_set", start)
+        if self.geometric is not None:
+            scores = geometric_consistency(self.explainer, batch.images, similarity=self.similarity, clean_maps=maps)
+            self.geometric.update(scores)
+            start = self._timed("geometric", start)
+        if self.single:
+            self._degrade(batch, maps, clean, shared)
+            self._timed("degradation", start)
+
+    def _random_maps(self, index: torch.Tensor) -> torch.Tensor:
+        """Random maps at Grad-CAM's native resolution (blobs once upsampled): the degradation baseline."""
+        assert self.native_size is not None
+        height, width = self.native_size
+        noise = dist_utils.indexed_uniform(index, height * width, self.settings.seed, _RANDOM_MAP_STREAM)
+        noise = noise.view(-1, height, width)
+        return noise if self.size is None else resize_maps(noise, self.size)
+
+    def _degrade(self, batch: Batch, maps: torch.Tensor, clean: torch.Tensor, shared: dict[str, Any]) -> None:
+        noise = self._random_maps(batch.index)
+        for mode in DEGRADATION_MODES:
+            for kind, guide in (("", None), ("random_", noise)):
+                effect = degradation_effect(
+                    self.model, self.explainer, batch.images, mode, self.similarity, guide, **shared
+                )
+                self.single[f"{kind}{mode}"].update(effect)
+        for key, guide in (("deletion", maps), ("deletion_random", noise)):
+            self.deletion[key].update(deletion_curve(self.model, guide, batch.images, clean_probabilities=clean))
+
+    # -- after the pass -----------------------------------------------------------------------------
+    def kept_maps(self) -> KeptMaps:
+        """This rank's clean native maps (in-set and non-face images), in index order."""
+        if not self._kept:
+            empty = torch.empty(0, dtype=torch.long)
+            return KeptMaps(empty, torch.empty(0, *(self.native_size or (1, 1))), empty)
+        index, maps, group = (torch.cat(parts) for parts in zip(*self._kept, strict=True))
+        order = index.argsort()
+        return KeptMaps(index[order], maps[order], group[order])
+
+    def close(self) -> None:
+        """Release the Grad-CAM (no hooks outlive a call; this only refuses later calls)."""
+        self.cam.close()

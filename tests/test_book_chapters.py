@@ -1,0 +1,88 @@
+import pytest
+
+from salience_lib.book import chapters
+from salience_lib.data import dataset_hash
+from salience_lib.models.runs import MODEL_FILE, write_sidecar
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "faces.csv").write_text("train,Real,a.png\n")
+    return data
+
+
+def _run(root, name, *, loss, seed, data_hash, complete=True):
+    """A run folder as training leaves it: a checkpoint file and its sidecar."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / MODEL_FILE).write_bytes(b"")
+    sidecar = {"arch": "small_cnn", "loss": loss, "seed": seed, "image_size": 32, "classes": ["Real", "Synthetic"]}
+    write_sidecar(run, sidecar | {"complete": complete, "data_hash": data_hash})
+    return run
+
+
+def test_runs_by_recipe_groups_the_current_runs(tmp_path, data_dir):
+    runs_dir = tmp_path / "runs"
+    current = dataset_hash(data_dir)
+    xent = [_run(runs_dir, f"xent-s{s}", loss="xent", seed=s, data_hash=current) for s in (1, 0)]
+    cyborg = [_run(runs_dir, f"cyborg-s{s}", loss="cyborg", seed=s, data_hash=current) for s in (0, 1, 2)]
+    _run(runs_dir, "xent-s9-stale", loss="xent", seed=9, data_hash="an older data set")
+    _run(runs_dir, "cyborg-s7-partial", loss="cyborg", seed=7, data_hash=current, complete=False)
+    _run(runs_dir, "other-s0", loss="other", seed=0, data_hash=current)
+    found = chapters.runs_by_recipe(runs_dir, data_dir)
+    assert list(found) == ["xent", "cyborg"]
+    assert found["xent"] == sorted(xent), "sorted by folder name; the stale run is left out"
+    assert found["cyborg"] == cyborg, "the incomplete run is left out"
+    assert chapters.runs_by_recipe(runs_dir, data_dir, ("other",), min_runs=1) == {"other": [runs_dir / "other-s0"]}
+
+
+def test_runs_by_recipe_refuses_too_few_runs_or_repeated_seeds(tmp_path, data_dir):
+    runs_dir = tmp_path / "runs"
+    current = dataset_hash(data_dir)
+    _run(runs_dir, "xent-a", loss="xent", seed=0, data_hash=current)
+    _run(runs_dir, "cyborg-a", loss="cyborg", seed=0, data_hash=current)
+    _run(runs_dir, "cyborg-b", loss="cyborg", seed=1, data_hash=current)
+    with pytest.raises(ValueError, match=r"need >= 2 complete xent runs .* found seeds \[0\]"):
+        chapters.runs_by_recipe(runs_dir, data_dir)
+    _run(runs_dir, "xent-b", loss="xent", seed=0, data_hash=current)
+    with pytest.raises(ValueError, match=r"distinct seeds, found seeds \[0, 0\]"):
+        chapters.runs_by_recipe(runs_dir, data_dir)
+    with pytest.raises(ValueError, match="xent"):
+        chapters.runs_by_recipe(tmp_path / "no runs here", data_dir)
+
+
+ENTRY = {
+    "xent": {"values": [0.1, 0.3], "mean": 0.2, "ci_low": 0.1, "ci_high": 0.3},
+    "cyborg": {"values": [0.5, 0.7], "mean": 0.6, "ci_low": 0.5, "ci_high": 0.7},
+    "mann_whitney": {"u": 0.0, "p": 1 / 3, "effect": 0.0},
+}
+
+
+def test_summary_numbers_names_means_cis_and_p():
+    assert chapters.summary_numbers("geo_mean", ENTRY) == {
+        "geo_mean_xent": 0.2,
+        "geo_mean_xent_lo": 0.1,
+        "geo_mean_xent_hi": 0.3,
+        "geo_mean_cyborg": 0.6,
+        "geo_mean_cyborg_lo": 0.5,
+        "geo_mean_cyborg_hi": 0.7,
+        "geo_mean_p": 1 / 3,
+    }
+    without_test = {k: v for k, v in ENTRY.items() if k != "mann_whitney"}
+    assert "x_p" not in chapters.summary_numbers("x", without_test)
+    assert list(chapters.summary_numbers("x", ENTRY, ("cyborg",))) == ["x_cyborg", "x_cyborg_lo", "x_cyborg_hi", "x_p"]
+    with pytest.raises(KeyError, match="other"):
+        chapters.summary_numbers("x", ENTRY, ("other",))
+
+
+def test_glue_summary_glues_every_number_without_display(monkeypatch):
+    glued = []
+    monkeypatch.setattr("myst_nb.glue", lambda name, value, display=True: glued.append((name, value, display)))
+    numbers = chapters.glue_summary("deg_dp", ENTRY)
+    assert glued == [(name, value, False) for name, value in numbers.items()]
+    assert len(glued) == 7
+    glued.clear()
+    chapters.glue_numbers({"deg_scale": 0.25, "deg_n": 5})
+    assert glued == [("deg_scale", 0.25, False), ("deg_n", 5, False)]
