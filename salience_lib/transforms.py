@@ -195,8 +195,10 @@ class Scale(Transform):
 DEFAULT_TRANSFORMS: tuple[str, ...] = (
     "hflip", "vflip", "rot90", "rot-90",
     "shift_n", "shift_ne", "shift_e", "shift_se", "shift_s", "shift_sw", "shift_w", "shift_nw",
+    "rotate:30", "scale:1.25",
 )  # fmt: skip
-"""The SPEC's standard set: flips, ±90° rotations and the 8 compass shifts."""
+"""The SPEC's standard set (14): flips, ±90° rotations, the 8 compass shifts, an arbitrary rotation (30°)
+and a zoom (×1.25)."""
 
 _FIXED: dict[str, Transform] = {
     "hflip": Flip(True),

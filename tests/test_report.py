@@ -108,7 +108,7 @@ def test_json_schema(single: tuple[Path, dict], runs_dir: Path) -> None:
         assert shift["in_set_groups"] == ["real", "seen"]
         assert set(shift["groups"]) == {"real", "seen", "unseen", "nonface"}
         assert sum(g["n"] for g in shift["groups"].values()) == LIMIT + result["data"]["groups"]["nonface"]
-        assert len(model["geometric"]) == 12 + 2  # transforms, their mean, n
+        assert len(model["geometric"]) == 14 + 2  # transforms, their mean, n
         assert set(model["degradation"]) == {
             "background", "salient", "random_background", "random_salient", "deletion", "deletion_random",
         }  # fmt: skip
