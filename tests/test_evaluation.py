@@ -1,46 +1,28 @@
 import pytest
-import torch
 
 from salience_lib import training
 from salience_lib.data import synthetic
 from salience_lib.evaluation import (
+    _stability_per_model,
     comparison_table,
     evaluate_runs,
     load_split,
-    mask_mass,
-    pointing_game,
-    stability_per_model,
     summarise_recipes,
     write_json,
 )
 
 
-def test_mask_mass_and_pointing_game_analytic():
-    masks = torch.zeros(2, 16, 16)
-    masks[:, :8, :8] = 1
-    inside = torch.zeros(2, 4, 4)
-    inside[:, 0, 0] = 1
-    outside = torch.zeros(2, 4, 4)
-    outside[:, 3, 3] = 1
-    assert torch.allclose(mask_mass(inside, masks), torch.ones(2))
-    assert torch.allclose(mask_mass(outside, masks), torch.zeros(2))
-    assert torch.equal(mask_mass(torch.zeros(2, 4, 4), masks), torch.zeros(2))
-    assert torch.equal(pointing_game(inside, masks, tolerance_at_224=0), torch.ones(2))
-    assert torch.equal(pointing_game(outside, masks, tolerance_at_224=0), torch.zeros(2))
-    # a peak just outside the mask is a hit once the tolerance reaches it (15 px at 224 ≈ 1 px at 16)
-    near = torch.zeros(2, 16, 16)
-    near[:, 8, 3] = 1
-    assert torch.equal(pointing_game(near, masks, tolerance_at_224=0), torch.zeros(2))
-    assert torch.equal(pointing_game(near, masks), torch.ones(2))
-
-
-def test_stability_per_model_of_identical_maps_is_one():
-    maps = torch.rand(1, 5, 8, 8).expand(3, 5, 8, 8).contiguous()
-    per_model, matrix = stability_per_model(maps)
-    assert torch.allclose(per_model, torch.ones(3, dtype=per_model.dtype), atol=1e-6)
-    assert matrix.shape == (3, 3)
-    per_model_up, _ = stability_per_model(maps, upsample_to=16)
-    assert torch.allclose(per_model_up, torch.ones(3, dtype=per_model.dtype), atol=1e-6)
+def test_stability_per_model_is_the_row_mean_of_the_engine_matrix():
+    """Identical runs score 1; otherwise each run's value is its mean similarity to the other runs."""
+    result = {"recipes": {"xent-small_cnn-1": {"loss": "xent", "runs": ["a", "b", "c"],
+                                               "matrix": [[1.0, 0.5, 0.2], [0.5, 1.0, 0.8], [0.2, 0.8, 1.0]]}}}
+    models = {"a": {}, "b": {}, "c": {}}
+    matrices = _stability_per_model(result, models, "stability_ssim_native")
+    assert [models[n]["stability_ssim_native"] for n in "abc"] == pytest.approx([0.35, 0.65, 0.5])
+    assert list(matrices) == ["xent/stability_ssim_native"]
+    ones = {"recipes": {"r": {"loss": "cyborg", "runs": ["a", "b"], "matrix": [[1.0, 1.0], [1.0, 1.0]]}}}
+    _stability_per_model(ones, models, "s")
+    assert models["a"]["s"] == models["b"]["s"] == 1.0
 
 
 def test_summarise_recipes_tests_xent_against_cyborg():
@@ -68,7 +50,7 @@ def tiny_runs(tmp_path_factory):
 
 def test_evaluate_runs_end_to_end(tiny_runs, tmp_path):
     data, runs = tiny_runs
-    result = evaluate_runs(data, runs, training.load_model, batch_size=32, upsample_to=16)
+    result = evaluate_runs(data, runs, batch_size=32, upsample_to=16)
     assert set(result["models"]) == {r.name for r in runs}
     one = next(iter(result["models"].values()))
     for key in ("accuracy", "auc_unseen", "balanced_accuracy_cue_conflict", "entropy_spatial", "mask_mass_seen",
