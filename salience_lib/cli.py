@@ -87,6 +87,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
+    from salience_lib.engine.settings import MEASURES, SPLITS, EngineSettings
+    from salience_lib.runtime.device import AMP_DTYPES
+    from salience_lib.similarity import SIMILARITIES
+
+    defaults = EngineSettings()
     p = sub.add_parser(
         "report",
         help="all five measures for every checkpoint on a data set -> JSON + CSV",
@@ -99,20 +104,22 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", help="folder of runs (every complete checkpoint in its sub-folders)")
     p.add_argument("--run", action="append", help="one run folder (repeatable; replaces --runs)")
     p.add_argument("--out", required=True, help="JSON file to write, e.g. reports/test.json (CSV alongside)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--similarity", default="ssim", choices=["ssim", "pearson", "cosine", "topk_iou"])
+    p.add_argument("--csv", help="the data set's CSV (absolute or relative to --data; default dataset.csv)")
+    p.add_argument("--split", default=defaults.split, choices=SPLITS)
+    p.add_argument("--similarity", default=defaults.similarity, choices=list(SIMILARITIES))
+    p.add_argument("--measures", nargs="+", choices=MEASURES, help="run only these measures (default: all five)")
     p.add_argument("--map-size", type=int, help="upsample Grad-CAM maps to this side first (default: native)")
     p.add_argument("--image-size", type=int, help="resize images (default: the runs' training size)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:<i>")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast dtype of Grad-CAM")
+    p.add_argument("--device", default=defaults.device, help="auto (default), cpu, cuda or cuda:<i>")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--amp", default=defaults.amp, choices=list(AMP_DTYPES), help="autocast dtype of Grad-CAM")
     p.add_argument("--limit", type=int, help="only the first N images (of the split and the non-face set)")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    p.add_argument("--seed", type=int, default=0, help="salt-and-pepper noise and random maps (per image)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="salt-and-pepper noise and random maps (per image)")
     p.add_argument(
         "--in-set-groups",
         nargs="+",
-        default=["real", "seen"],
+        default=list(defaults.in_set_groups),
         help="metadata groups whose mean map is the in-set reference for distribution shift",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")

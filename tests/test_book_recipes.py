@@ -119,3 +119,22 @@ def test_plot_ci_bands_mean_line_and_band_over_models(ax):
         recipes.plot_ci_bands(ax, x, {"xent": np.zeros((2, 4))})
     with pytest.raises(ValueError, match="empty"):
         recipes.plot_ci_bands(ax, x, {})
+
+
+def test_plot_similarity_matrix_writes_values_and_marks_recipe_blocks(ax):
+    matrix = np.array([[1.0, 0.8, 0.3], [0.8, 1.0, 0.2], [0.3, 0.2, 1.0]])
+    labels, owners = ["X s0", "X s1", "C s0"], ["xent", "xent", "cyborg"]
+    image = recipes.plot_similarity_matrix(ax, torch.tensor(matrix), labels, owners)
+    assert np.array_equal(image.get_array(), matrix)
+    texts = {(round(t.get_position()[0]), round(t.get_position()[1])): t for t in ax.texts}
+    assert len(texts) == 9 and texts[0, 1].get_text() == "0.80" and texts[2, 0].get_text() == "0.30"
+    assert _hex(texts[0, 0].get_color()) == "#000000" and _hex(texts[1, 2].get_color()) == "#FFFFFF"
+    separators = [line for line in ax.get_lines() if line.get_color() == "white"]
+    assert len(separators) == 2, "one horizontal and one vertical line between the XENT and the CYBORG block"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["X s0", "X s1", "C s0"]
+    colours = [_hex(t.get_color()) for t in ax.get_xticklabels()]
+    assert colours == [RECIPE_COLORS["xent"]] * 2 + [RECIPE_COLORS["cyborg"]]
+    with pytest.raises(ValueError, match="square"):
+        recipes.plot_similarity_matrix(ax, np.zeros((2, 3)), ["a", "b"], ["xent", "xent"])
+    with pytest.raises(ValueError, match="labels"):
+        recipes.plot_similarity_matrix(ax, np.zeros((2, 2)), ["a"], ["xent", "xent"])

@@ -30,6 +30,7 @@ from salience_lib.book.recipes import (
     comparison_table,
     plot_ci_bands,
     plot_recipe_means,
+    plot_similarity_matrix,
     smallest_p_value,
     summarise_recipes,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "overlay_map",
     "plot_ci_bands",
     "plot_recipe_means",
+    "plot_similarity_matrix",
     "recipe_color",
     "runs_by_recipe",
     "show_image",

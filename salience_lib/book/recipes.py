@@ -8,7 +8,9 @@ draw the same summaries in the recipes' fixed colours:
 
 - :func:`compare_recipes`: one panel, every model as a dot and each recipe's mean with its CI;
 - :func:`plot_recipe_means`: several metrics side by side, each recipe's mean with its CI;
-- :func:`plot_ci_bands`: a curve per model (a value per x), each recipe's mean curve in a CI band.
+- :func:`plot_ci_bands`: a curve per model (a value per x), each recipe's mean curve in a CI band;
+- :func:`plot_similarity_matrix`: a models × models matrix (e.g. of salience similarity across
+  seeds) as a heat map, with each value written in its cell and the recipes' blocks marked.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from salience_lib.stats import Summary, mann_whitney, summarise
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
+    from matplotlib.image import AxesImage
 
 __all__ = [
     "compare_recipes",
     "comparison_table",
     "plot_ci_bands",
     "plot_recipe_means",
+    "plot_similarity_matrix",
     "smallest_p_value",
     "summarise_recipes",
 ]
@@ -290,3 +294,69 @@ def plot_ci_bands(
         )
         out[recipe] = summaries
     return out
+
+
+def plot_similarity_matrix(
+    ax: Axes,
+    matrix: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
+    labels: Sequence[str],
+    recipes: Sequence[str],
+    *,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    cmap: str = "viridis",
+    fmt: str = "{:.2f}",
+) -> AxesImage:
+    """A models × models matrix as a heat map: every value in its cell, the recipes' blocks marked.
+
+    Models are grouped by recipe in the order given (e.g. all XENT seeds, then all CYBORG seeds); a
+    white line separates consecutive groups, so the diagonal blocks are the within-recipe matrices
+    and the others compare two recipes. Tick labels take the colour of their model's recipe.
+
+    Args:
+        ax: matplotlib axes.
+        matrix: ``(n, n)`` values, e.g. the mean similarity of every pair of models.
+        labels: one tick label per model, e.g. ``"XENT s0"``.
+        recipes: the recipe of each model, in the matrix's order.
+        vmin, vmax: the range of the colour map; values written on a colour above 60% of it are black,
+            below it white.
+        cmap: matplotlib colour map name.
+        fmt: how each value is written.
+
+    Returns:
+        The image, for ``fig.colorbar``.
+
+    Raises:
+        ValueError: a matrix that is not square, or labels or recipes of another length.
+    """
+    values = _as_numpy(matrix)
+    if values.ndim != 2 or values.shape[0] != values.shape[1]:
+        raise ValueError(f"`matrix` must be square (n, n), got shape {values.shape}")
+    n = values.shape[0]
+    for name, given in (("labels", labels), ("recipes", recipes)):
+        if len(given) != n:
+            raise ValueError(f"`{name}` has {len(given)} entries for a {n}×{n} matrix")
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    threshold = vmin + 0.6 * (vmax - vmin)
+    for i in range(n):
+        for j in range(n):
+            ax.text(
+                j,
+                i,
+                fmt.format(values[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if values[i, j] > threshold else "white",
+            )
+    for k in range(1, n):
+        if recipes[k] != recipes[k - 1]:
+            ax.axhline(k - 0.5, color="white", lw=2)
+            ax.axvline(k - 0.5, color="white", lw=2)
+    order = list(dict.fromkeys(recipes))
+    ax.set_xticks(range(n), labels, rotation=90)
+    ax.set_yticks(range(n), labels)
+    for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+        for tick, recipe in zip(ticks, recipes, strict=True):
+            tick.set_color(recipe_color(recipe, order.index(recipe)))
+    return image

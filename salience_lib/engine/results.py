@@ -37,8 +37,12 @@ def plain(obj: Any) -> Any:
 
 def versions() -> dict[str, str]:
     """Versions of the library and of what it ran on."""
-    installed = {(d.metadata["Name"] or "").lower(): d.version for d in metadata.distributions()}
-    found = {name: installed.get(name, "not installed") for name in ("torchvision", "torchmetrics", "numpy")}
+    found = {}
+    for name in ("torchvision", "torchmetrics", "numpy"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
     return {"salience_lib": __version__, "torch": torch.__version__, "python": platform.python_version()} | found
 
 

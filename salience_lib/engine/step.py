@@ -39,6 +39,7 @@ from salience_lib.measures.degradation import (
     DegradationAccumulator,
     DeletionAccumulator,
     degradation_effect,
+    deletion_blur,
     deletion_curve,
 )
 from salience_lib.measures.entropy import EntropyAccumulator
@@ -191,8 +192,10 @@ class ModelMeasures:
                     self.model, self.explainer, batch.images, mode, self.similarity, guide, **shared
                 )
                 self.single[f"{kind}{mode}"].update(effect)
+        blurred = deletion_blur(batch.images)  # one blur, two rankings
         for key, guide in (("deletion", maps), ("deletion_random", noise)):
-            self.deletion[key].update(deletion_curve(self.model, guide, batch.images, clean_probabilities=clean))
+            curve = deletion_curve(self.model, guide, batch.images, clean_probabilities=clean, blurred=blurred)
+            self.deletion[key].update(curve)
 
     # -- after the pass -----------------------------------------------------------------------------
     def kept_maps(self) -> KeptMaps:

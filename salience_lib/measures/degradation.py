@@ -43,6 +43,7 @@ __all__ = [
     "DeletionAccumulator",
     "DeletionCurve",
     "degradation_effect",
+    "deletion_blur",
     "deletion_curve",
     "level_sigmas",
     "random_maps",
@@ -183,6 +184,11 @@ class DeletionCurve:
         return normalised_auc(self.fractions, self.probability)
 
 
+def deletion_blur(images: torch.Tensor, sigma: float = 10.0, reference_size: int | None = 224) -> torch.Tensor:
+    """The images :func:`deletion_curve` swaps in for the deleted pixels: blurred with σ = ``sigma`` px at 224."""
+    return gaussian_blur(check_images(images), sigma * _scale(min(images.shape[-2:]), reference_size))
+
+
 def deletion_curve(
     model: nn.Module,
     maps: torch.Tensor,
@@ -192,6 +198,7 @@ def deletion_curve(
     reference_size: int | None = 224,
     *,
     clean_probabilities: torch.Tensor | None = None,
+    blurred: torch.Tensor | None = None,
 ) -> DeletionCurve:
     """Blur the top-``q`` fraction of pixels (ranked by ``maps`` upsampled to the input size).
 
@@ -202,6 +209,8 @@ def deletion_curve(
         fractions: increasing q values in [0, 1].
         sigma: blur σ in px at ``reference_size``.
         clean_probabilities: the model's ``(B, classes)`` softmax on ``images``, if already known.
+        blurred: ``images`` blurred with ``sigma`` (at ``reference_size``), if already known — e.g.
+            by a caller that ranks the same images by several maps.
     """
     images = check_images(images)
     maps = check_maps(maps)
@@ -209,7 +218,10 @@ def deletion_curve(
     if grid.numel() < 2 or not bool((grid[1:] > grid[:-1]).all()) or grid[0] < 0 or grid[-1] > 1:
         raise ValueError(f"`fractions` must be increasing values in [0, 1], got {list(fractions)}")
     ranking = resize_maps(maps.float().to(images.device), tuple(images.shape[-2:]))
-    blurred = gaussian_blur(images, sigma * _scale(min(images.shape[-2:]), reference_size))
+    if blurred is None:
+        blurred = deletion_blur(images, sigma, reference_size)
+    elif blurred.shape != images.shape:
+        raise ValueError(f"`blurred` has shape {tuple(blurred.shape)} but `images` {tuple(images.shape)}")
     clean = _clean_probabilities(model, images, clean_probabilities)
     targets = clean.argmax(dim=1)
     probs = []

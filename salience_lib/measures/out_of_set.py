@@ -31,9 +31,9 @@ from salience_lib.similarity import ssim
 
 __all__ = [
     "FAMILIES",
+    "SALT_AND_PEPPER_FRACTIONS",
     "SHIFT_VALUES",
     "DistributionShiftAccumulator",
-    "SALT_AND_PEPPER_FRACTIONS",
     "MeanMapAccumulator",
     "PerturbationAccumulator",
     "PerturbationCurve",
