@@ -58,7 +58,7 @@ VENDOR := $(SRC)/_vendor
 TOOLS := book/_tools
 
 LIB := $(wildcard salience_lib/*.py salience_lib/*/*.py salience_lib/*/*/*.py)
-TRAIN_LIB := $(wildcard $(addprefix salience_lib/,cli.py salience.py maps.py inference.py imaging.py data/*.py training/*.py models/*.py runtime/*.py))
+TRAIN_LIB := $(wildcard $(addprefix salience_lib/,cli.py salience/*.py maps.py inference.py imaging.py data/*.py training/*.py models/*.py runtime/*.py))
 DOCS := $(basename $(shell sed -nE 's/^[[:space:]]*(-[[:space:]]*)?(root|file):[[:space:]]*([^[:space:]#]+).*/\3/p' _toc.yml))
 BOOK_FILES := $(shell find book -type f ! -path '$(TOOLS)/*' ! -path '*/.ipynb_checkpoints/*' ! -path '*/__pycache__/*')
 NB_SOURCES := $(shell grep -l '^kernelspec:' $(filter %.md,$(BOOK_FILES)) /dev/null)

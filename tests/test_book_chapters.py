@@ -1,8 +1,10 @@
 import pytest
+import torch
 
 from salience_lib.book import chapters
 from salience_lib.data import dataset_hash
-from salience_lib.models.runs import MODEL_FILE, write_sidecar
+from salience_lib.models import build_model
+from salience_lib.models.runs import MODEL_FILE, cpu_state, save_checkpoint, write_sidecar
 
 
 @pytest.fixture
@@ -51,6 +53,35 @@ def test_runs_by_recipe_refuses_too_few_runs_or_repeated_seeds(tmp_path, data_di
         chapters.runs_by_recipe(runs_dir, data_dir)
     with pytest.raises(ValueError, match="xent"):
         chapters.runs_by_recipe(tmp_path / "no runs here", data_dir)
+
+
+def test_load_runs_loads_every_run_by_name_in_recipe_order(tmp_path, data_dir):
+    current = dataset_hash(data_dir)
+    runs = {}
+    for loss in ("xent", "cyborg"):
+        runs[loss] = []
+        for seed in (0, 1):
+            run = _run(tmp_path / "runs", f"{loss}-s{seed}", loss=loss, seed=seed, data_hash=current)
+            save_checkpoint(run / MODEL_FILE, cpu_state(build_model("small_cnn", image_size=32)))
+            runs[loss].append(run)
+    models = chapters.load_runs(runs)
+    assert list(models) == ["xent-s0", "xent-s1", "cyborg-s0", "cyborg-s1"]
+    model, sidecar = models["cyborg-s1"]
+    assert sidecar["loss"] == "cyborg" and sidecar["seed"] == 1
+    assert not model.training and model(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
+    with pytest.raises(ValueError, match="unique"):
+        chapters.load_runs({"xent": runs["xent"], "again": runs["xent"][:1]})
+
+
+def test_seeded_picks_is_a_seeded_prefix_of_a_permutation():
+    picks = chapters.seeded_picks(50, 10, seed=3)
+    assert picks.dtype == torch.int64 and len(set(picks.tolist())) == 10 and int(picks.max()) < 50
+    assert torch.equal(picks, torch.randperm(50, generator=torch.Generator().manual_seed(3))[:10])
+    assert torch.equal(chapters.seeded_picks(50, 20, seed=3)[:10], picks), "a larger n extends a smaller one"
+    assert not torch.equal(chapters.seeded_picks(50, 10, seed=4), picks)
+    assert sorted(chapters.seeded_picks(5, 99, seed=0).tolist()) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="n"):
+        chapters.seeded_picks(5, -1, seed=0)
 
 
 ENTRY = {

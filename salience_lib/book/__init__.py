@@ -9,13 +9,21 @@ One job per module, every public name re-exported here (``from salience_lib impo
   working on the static site (the control is linked to the frames in the browser, no kernel needed);
 - :mod:`~salience_lib.book.recipes`: XENT against CYBORG over per-model numbers: summaries with CIs
   and a test, tables, and the recipe plots;
-- :mod:`~salience_lib.book.chapters`: run selection and gluing numbers into the prose.
+- :mod:`~salience_lib.book.chapters`: run selection and loading, seeded subsets, and gluing numbers
+  into the prose.
 
 Importing the package has no side effects: matplotlib's style changes only when a chapter calls
 :func:`use_style`, and no widget exists until a function makes one.
 """
 
-from salience_lib.book.chapters import glue_numbers, glue_summary, runs_by_recipe, summary_numbers
+from salience_lib.book.chapters import (
+    glue_numbers,
+    glue_summary,
+    load_runs,
+    runs_by_recipe,
+    seeded_picks,
+    summary_numbers,
+)
 from salience_lib.book.figures import (
     PNG_SIGNATURE,
     gallery,
@@ -60,6 +68,7 @@ __all__ = [
     "gallery",
     "glue_numbers",
     "glue_summary",
+    "load_runs",
     "outline_mask",
     "overlay_map",
     "plot_ci_bands",
@@ -67,6 +76,7 @@ __all__ = [
     "plot_similarity_matrix",
     "recipe_color",
     "runs_by_recipe",
+    "seeded_picks",
     "show_image",
     "smallest_p_value",
     "summarise_recipes",

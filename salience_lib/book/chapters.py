@@ -1,7 +1,9 @@
 """What every measure chapter does around its measurement: pick the trained runs, glue numbers into the prose.
 
 - :func:`runs_by_recipe` finds the complete runs trained on the chapter's data set, grouped by
-  recipe, and refuses a folder that cannot support a comparison across seeds.
+  recipe, and refuses a folder that cannot support a comparison across seeds; :func:`load_runs`
+  loads them all.
+- :func:`seeded_picks` chooses the same random subset of a split in every chapter and build.
 - :func:`glue_numbers` and :func:`glue_summary` hand numbers to the prose: a chapter writes its
   sentences in Markdown with ``{glue:text}`name:.3f``` roles, and a code cell glues the values
   under those names (myst-nb's ``glue(name, value, display=False)``), so no cell writes text.
@@ -14,11 +16,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from salience_lib.models.runs import find_runs, read_sidecar
+import torch
 
-__all__ = ["glue_numbers", "glue_summary", "runs_by_recipe", "summary_numbers"]
+from salience_lib.models.runs import find_runs, load_model, read_sidecar
+
+if TYPE_CHECKING:
+    from salience_lib.models.builders import SalienceClassifier
+
+__all__ = ["glue_numbers", "glue_summary", "load_runs", "runs_by_recipe", "seeded_picks", "summary_numbers"]
 
 
 def runs_by_recipe(
@@ -63,6 +70,42 @@ def runs_by_recipe(
                 f"found seeds {seeds[recipe]}"
             )
     return found
+
+
+def load_runs(
+    runs: Mapping[str, Sequence[str | os.PathLike[str]]], device: str | torch.device = "cpu"
+) -> dict[str, tuple[SalienceClassifier, dict[str, Any]]]:
+    """Every run of :func:`runs_by_recipe` loaded, by run folder name, recipe after recipe.
+
+    Each value is what :func:`salience_lib.models.runs.load_model` returns: the model in eval mode on
+    ``device`` and its sidecar (``sidecar["loss"]`` is the recipe, ``sidecar["seed"]`` the seed).
+
+    Raises:
+        FileNotFoundError, ValueError: a run that cannot be loaded (see ``load_model``).
+        ValueError: two runs with the same folder name.
+    """
+    models: dict[str, tuple[SalienceClassifier, dict[str, Any]]] = {}
+    for found in runs.values():
+        for run in found:
+            name = Path(run).name
+            if name in models:
+                raise ValueError(f"two runs named {name!r}: run folder names must be unique")
+            models[name] = load_model(run, device)
+    return models
+
+
+def seeded_picks(total: int, n: int, seed: int) -> torch.Tensor:
+    """``n`` distinct indices out of ``range(total)`` in a seeded random order (all of them if ``n >= total``).
+
+    The first ``n`` entries of ``torch.randperm(total)`` drawn with a CPU generator seeded with
+    ``seed``: the same subset on every machine and device, and a larger ``n`` extends a smaller one.
+
+    Raises:
+        ValueError: a negative ``total`` or ``n``.
+    """
+    if total < 0 or n < 0:
+        raise ValueError(f"`total` and `n` must be >= 0, got {total} and {n}")
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
 
 
 def glue_numbers(numbers: Mapping[str, Any]) -> None:
