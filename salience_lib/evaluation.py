@@ -30,6 +30,7 @@ import torch
 from salience_lib.data import CsvImageDataset
 from salience_lib.engine import evaluate as engine_evaluate
 from salience_lib.measures.ground_truth import mask_mass, pointing_game
+from salience_lib.measures.stability import stability_per_run
 from salience_lib.models.runs import find_runs
 from salience_lib.runtime.files import json_dumps, json_safe, write_atomic
 from salience_lib.stats import mann_whitney, summarise
@@ -98,9 +99,7 @@ def _stability_per_model(result: dict, models: dict[str, dict], key: str) -> dic
     for recipe in result["recipes"].values():
         if recipe["matrix"] is None:
             continue
-        matrix = torch.tensor(recipe["matrix"], dtype=torch.float64)
-        k = matrix.shape[0]
-        per_model = (matrix.sum(1) - matrix.diagonal()) / (k - 1)
+        per_model = stability_per_run(recipe["matrix"])
         for name, value in zip(recipe["runs"], per_model.tolist(), strict=True):
             models[name][key] = value
         matrices[f"{recipe['loss']}/{key}"] = recipe["matrix"]

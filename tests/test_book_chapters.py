@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -115,5 +116,14 @@ def test_glue_summary_glues_every_number_without_display(monkeypatch):
     assert glued == [(name, value, False) for name, value in numbers.items()]
     assert len(glued) == 7
     glued.clear()
-    chapters.glue_numbers({"deg_scale": 0.25, "deg_n": 5})
-    assert glued == [("deg_scale", 0.25, False), ("deg_n", 5, False)]
+    chapters.glue_numbers({"deg_scale": 0.25, "deg_n": 5, "np": np.float64(0.5), "t": torch.tensor([3]), "s": "XENT"})
+    assert glued == [
+        ("deg_scale", 0.25, False),
+        ("deg_n", 5, False),
+        ("np", 0.5, False),
+        ("t", 3, False),
+        ("s", "XENT", False),
+    ]
+    assert type(glued[2][1]) is float and type(glued[3][1]) is int, (
+        "numpy and torch scalars are glued as Python numbers"
+    )

@@ -79,3 +79,19 @@ def test_accumulator_merge_equals_one_pass(images):
     assert torch.allclose(a["matrix"], b["matrix"])
     with pytest.raises(ValueError, match=r"shape \(3, B, H, W\)"):
         whole.update(maps[:2])
+
+
+def test_stability_per_run_is_the_off_diagonal_row_mean_and_averages_to_the_per_image_mean(images):
+    from salience_lib.measures.stability import stability_per_run
+
+    maps = torch.rand(3, 6, 8, 8, generator=torch.Generator().manual_seed(3))
+    acc = StabilityAccumulator(3)
+    acc.update(maps)
+    out = acc.compute()
+    per_run = stability_per_run(out["matrix"])
+    m = out["matrix"].double()
+    assert torch.allclose(per_run, torch.stack([(m[0, 1] + m[0, 2]) / 2, (m[1, 0] + m[1, 2]) / 2,
+                                                (m[2, 0] + m[2, 1]) / 2]))  # fmt: skip
+    assert float(per_run.mean()) == pytest.approx(out["stability"].mean, abs=1e-6)
+    with pytest.raises(ValueError, match="K×K"):
+        stability_per_run([[1.0]])

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from salience_lib.models.runs import find_runs, load_model, read_sidecar
@@ -108,15 +109,29 @@ def seeded_picks(total: int, n: int, seed: int) -> torch.Tensor:
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar or a one-element tensor as the Python number it holds; anything else as it is.
+
+    myst-nb formats a glued value from its ``repr``: ``np.float64(0.5)`` would not parse as a number.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value
+
+
 def glue_numbers(numbers: Mapping[str, Any]) -> None:
     """Glue every value of ``numbers`` under its name, for ``{glue:text}`` roles in the prose.
 
-    Each is ``myst_nb.glue(name, value, display=False)``: nothing is shown in the cell's output.
+    Each is ``myst_nb.glue(name, value, display=False)``: nothing is shown in the cell's output. A
+    numpy scalar or one-element tensor is glued as a Python number, so that a format such as
+    ``{glue:text}`name:.3f``` applies to it.
     """
     from myst_nb import glue
 
     for name, value in numbers.items():
-        glue(name, value, display=False)
+        glue(name, _plain(value), display=False)
 
 
 def summary_numbers(

@@ -28,6 +28,7 @@ __all__ = [
     "cross_set_similarity",
     "pairwise_similarity",
     "set_similarity",
+    "stability_per_run",
 ]
 
 
@@ -97,6 +98,18 @@ def set_similarity(maps_a: torch.Tensor, maps_b: torch.Tensor, similarity: Simil
     ib = torch.arange(kb).repeat(ka)
     values = similarity(maps_a[ia].flatten(0, 1), maps_b[ib].flatten(0, 1))
     return values.view(ka * kb, -1).mean(dim=0)
+
+
+def stability_per_run(matrix: torch.Tensor | list[list[float]]) -> torch.Tensor:
+    r"""Each run's mean similarity to the other runs of its recipe, from the ``(K, K)`` matrix of pair means.
+
+    :math:`s_i = \frac{1}{K-1} \sum_{j \ne i} M_{ij}` — the off-diagonal row mean (``(K,)``, float64).
+    The mean of :math:`s` equals the mean of the per-image stability over the same images.
+    """
+    m = torch.as_tensor(matrix, dtype=torch.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+        raise ValueError(f"`matrix` must be a K×K matrix with K >= 2, got shape {tuple(m.shape)}")
+    return (m.sum(dim=1) - m.diagonal()) / (m.shape[0] - 1)
 
 
 def agreement_with_reference(
