@@ -47,6 +47,9 @@ def _run_make_data(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from salience_lib.training.config import CHOICES, TrainConfig
+
+    d = TrainConfig()
     p = sub.add_parser(
         "train",
         help="train models (one per seed) with the xent or cyborg loss",
@@ -55,25 +58,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "profile's defaults (salience_lib.training.TrainConfig).",
     )
     p.add_argument("--data", required=True, help="CYBORG-layout data folder")
-    p.add_argument("--loss", required=True, choices=["xent", "cyborg"])
+    p.add_argument("--loss", required=True, choices=CHOICES["loss"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    p.add_argument("--arch", default="small_cnn", help="small_cnn or a torchvision classifier name")
+    p.add_argument("--arch", default=d.arch, help="small_cnn or a torchvision classifier name")
     p.add_argument("--out", default="runs", help="folder for checkpoints")
-    p.add_argument("--epochs", type=int, help="default 16")
-    p.add_argument("--batch-size", type=int, help="default 64")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
-    p.add_argument("--weight-decay", type=float, help="default 0")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], help="default adam")
-    p.add_argument("--schedule", choices=["onecycle", "step", "constant"], help="default onecycle")
-    p.add_argument("--alpha", type=float, help="CE weight of the CYBORG loss (default 0.5)")
+    p.add_argument("--epochs", type=int, help=f"default {d.epochs}")
+    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr:g})")
+    p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay:g}")
+    p.add_argument("--optimizer", choices=CHOICES["optimizer"], help=f"default {d.optimizer}")
+    p.add_argument("--schedule", choices=CHOICES["schedule"], help=f"default {d.schedule}")
+    p.add_argument("--alpha", type=float, help=f"CE weight of the CYBORG loss (default {d.alpha:g})")
     p.add_argument("--image-size", type=int, help="resize images to this side (default: native size)")
     p.add_argument("--weights", help="local backbone state_dict file, e.g. ImageNet weights (never downloaded)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"], help="autocast dtype (default none)")
+    p.add_argument("--device", help=f"{d.device} (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--amp", choices=CHOICES["amp"], help=f"autocast dtype (default {d.amp})")
     p.add_argument(
         "--no-channels-last", dest="channels_last", action="store_false", default=None, help="use NCHW tensors"
     )
-    p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
+    p.add_argument("--num-workers", type=int, help=f"DataLoader workers (default {d.num_workers})")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train)

@@ -20,6 +20,16 @@ __all__ = ["RECIPE_VERSION", "TrainConfig", "config_from_args", "derive_seed", "
 
 # Bump when a change to the training code changes what a given recipe trains (invalidates cached runs).
 RECIPE_VERSION = 1
+LOSSES = ("xent", "cyborg")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("onecycle", "step", "constant")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "loss": LOSSES,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "amp": tuple(AMP_DTYPES),
+}
+"""The allowed values of TrainConfig's choice fields (the CLI's ``choices``)."""
 # Config fields that change how a run executes but not what it learns (excluded from the recipe hash).
 _EXECUTION_FIELDS = ("seed", "device", "num_workers", "preload", "channels_last")
 
@@ -70,13 +80,7 @@ class TrainConfig:
     preload: bool = True
 
     def __post_init__(self) -> None:
-        choices = {
-            "loss": ("xent", "cyborg"),
-            "optimizer": ("adam", "sgd"),
-            "schedule": ("onecycle", "step", "constant"),
-            "amp": tuple(AMP_DTYPES),
-        }
-        for name, allowed in choices.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.alpha <= 1.0:
