@@ -9,13 +9,17 @@ The package is importable without Jupyter; submodules are imported on demand.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "evaluate"]
+__all__ = ["__version__", "evaluate", "load_checkpoint"]
 
 
 def __getattr__(name: str) -> object:
-    """``salience_lib.evaluate`` without importing torch at package import."""
+    """``salience_lib.evaluate`` and ``salience_lib.load_checkpoint`` without importing torch at package import."""
     if name == "evaluate":
         from salience_lib.engine import evaluate
 
         return evaluate
+    if name == "load_checkpoint":
+        from salience_lib.models.checkpoints import load_checkpoint
+
+        return load_checkpoint
     raise AttributeError(f"module 'salience_lib' has no attribute {name!r}")

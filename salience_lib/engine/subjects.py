@@ -69,7 +69,8 @@ def _from_module(name: str, module: nn.Module) -> Subject:
         return module.to(device).eval()
 
     info = {"recipe": recipe, "seed": seed if recipe != name else None, "module": type(module).__name__}
-    return Subject(name, recipe, info, load, lambda: _weights_fingerprint(module))
+    size = getattr(module, "input_size", None)  # a load_checkpoint model knows the side it expects
+    return Subject(name, recipe, info, load, lambda: _weights_fingerprint(module), size)
 
 
 def _recipe_label(side: dict[str, Any], name: str) -> str:

@@ -2,7 +2,8 @@
 
 :mod:`~salience_lib.models.builders` builds :class:`SalienceClassifier` models by architecture name
 (``small_cnn`` and torchvision classifiers); :mod:`~salience_lib.models.runs` is the run-folder format
-(checkpoint ``model.pt`` + JSON sidecar ``model.json``): writing it, reading it back, finding runs.
+(checkpoint ``model.pt`` + JSON sidecar ``model.json``): writing it, reading it back, finding runs;
+:mod:`~salience_lib.models.checkpoints` loads checkpoints trained anywhere (:func:`load_checkpoint`).
 """
 
 from salience_lib.models.builders import (
@@ -15,6 +16,7 @@ from salience_lib.models.builders import (
     known_architectures,
     small_cnn_features,
 )
+from salience_lib.models.checkpoints import NORMALIZATIONS, NormalizedModel, load_checkpoint, read_state_dict
 from salience_lib.models.runs import (
     CLASSES,
     MODEL_FILE,
@@ -34,18 +36,22 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MODEL_FILE",
+    "NORMALIZATIONS",
     "RESUME_FILE",
     "SIDECAR_FILE",
     "SIDECAR_FORMAT",
     "GlobalAvgPool2d",
     "Normalize",
+    "NormalizedModel",
     "SalienceClassifier",
     "build_model",
     "cpu_state",
     "find_runs",
     "known_architectures",
+    "load_checkpoint",
     "load_model",
     "read_sidecar",
+    "read_state_dict",
     "save_checkpoint",
     "small_cnn_features",
     "write_sidecar",
