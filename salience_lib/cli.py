@@ -106,6 +106,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="CYBORG-layout data folder")
     p.add_argument("--runs", help="folder of runs (every complete checkpoint in its sub-folders)")
     p.add_argument("--run", action="append", help="one run folder (repeatable; replaces --runs)")
+    p.add_argument(
+        "--models",
+        help="CSV of checkpoints trained anywhere, header name,arch,path[,normalize,image_size,num_classes] "
+        "(name = RECIPE/SEED; runs of one RECIPE are compared by stability)",
+    )
     p.add_argument("--out", required=True, help="JSON file to write, e.g. reports/test.json (CSV alongside)")
     p.add_argument("--csv", help="the data set's CSV (absolute or relative to --data; default dataset.csv)")
     p.add_argument("--split", default=defaults.split, choices=SPLITS)

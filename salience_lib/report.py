@@ -44,7 +44,7 @@ from salience_lib.engine import Engine, EngineSettings, Measured, SettingsError,
 from salience_lib.engine.results import SCHEMA_VERSION, assemble
 from salience_lib.engine.sources import open_source
 from salience_lib.engine.step import KeptMaps
-from salience_lib.engine.subjects import Subject, subjects_from
+from salience_lib.engine.subjects import Subject, subjects_from, subjects_from_models_file
 from salience_lib.models.runs import MODEL_FILE, SIDECAR_FILE, find_runs, read_sidecar
 from salience_lib.runtime import distributed as dist_utils
 from salience_lib.runtime.files import json_dumps, json_sha256, write_atomic
@@ -116,7 +116,9 @@ def resolve_runs(
                 "in its sub-folders; train some with `python -m salience_lib train`"
             )
     else:
-        raise ReportError("give the checkpoints: --runs RUNS (a folder of runs) or --run DIR (repeatable)")
+        raise ReportError(
+            "give the checkpoints: --runs RUNS (a folder of runs), --run DIR (repeatable) or --models FILE"
+        )
     names = [run.name for run in runs]
     if len(set(names)) < len(names):
         raise ReportError(f"run folder names must be unique (they key the report), got {sorted(names)}")
@@ -272,7 +274,7 @@ def _check_paths(out: Path, settings: ReportSettings) -> None:
 
 
 def run_report(
-    runs: Sequence[str | os.PathLike[str]],
+    runs: Sequence[str | os.PathLike[str] | Subject],
     out: str | os.PathLike[str],
     settings: ReportSettings,
     *,
@@ -283,7 +285,8 @@ def run_report(
     Under ``torchrun`` every process measures its shard and rank 0 writes; see the module docstring.
 
     Args:
-        runs: run folders (see :func:`resolve_runs`).
+        runs: run folders (see :func:`resolve_runs`), or subjects (e.g. of a models file,
+            :func:`salience_lib.engine.subjects.subjects_from_models_file`).
         out: the JSON file; the CSV is :func:`csv_path_for` ``(out)``, the cache ``<out>.cache/``.
         settings: what to measure and how.
         on_model_done: called on rank 0 as ``f(run name, result)`` after a newly measured model's
@@ -295,7 +298,7 @@ def run_report(
     out = Path(out)
     _check_paths(out, settings)
     try:
-        subjects = subjects_from([Path(r) for r in runs])
+        subjects = [r for r in runs if isinstance(r, Subject)] or subjects_from([Path(r) for r in runs])
     except (FileNotFoundError, ValueError) as err:
         raise ReportError(str(err)) from err
     context = dist_utils.setup(settings.device)
@@ -355,7 +358,16 @@ def main_report(args: Any) -> dict[str, Any] | None:
         **{name: getattr(args, name) for name in names if hasattr(args, name)},
     )
     _check_paths(Path(args.out), settings)
-    report = run_report(resolve_runs(args.runs, args.run or ()), args.out, settings)
+    if getattr(args, "models", None):
+        if args.runs or args.run:
+            raise ReportError("give the checkpoints once: --models FILE, or --runs RUNS / --run DIR")
+        try:
+            models: Sequence[Any] = subjects_from_models_file(args.models)
+        except (FileNotFoundError, ValueError) as err:
+            raise ReportError(f"--models {args.models}: {err}") from err
+    else:
+        models = resolve_runs(args.runs, args.run or ())
+    report = run_report(models, args.out, settings)
     if report is not None:
         print(f"wrote {args.out} and {csv_path_for(args.out)}: {len(report['models'])} models, {report['seconds']} s")
     return report

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -274,9 +276,11 @@ def test_torchrun_two_processes_equal_one(single: tuple[Path, dict], data_dir: P
 # bad input
 
 
-def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = cli.main(["report", *argv])
-    return code, capsys.readouterr().err
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str] | None) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(["report", *argv])
+    return code, err.getvalue()
 
 
 def test_missing_runs_folder_is_named(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -326,3 +330,28 @@ def test_bad_settings_and_outputs_are_named(data_dir: Path, runs_dir: Path, tmp_
         run_report(resolve_runs(runs_dir)[:1], tmp_path / "r.json", _settings(data_dir, in_set_groups=("x",)))
     with pytest.raises(ReportError, match="--map-size"):
         run_report(resolve_runs(runs_dir)[:1], tmp_path / "r.json", _settings(data_dir, map_size=4))
+
+
+def test_models_file_reports_checkpoints_trained_anywhere(data_dir: Path, tmp_path: Path) -> None:
+    """The authors' format: plain torchvision ResNet-18s with a 2-way head as {"state_dict"}, listed in a CSV;
+    the recipe/seed grouping comes from the names, so stability is there."""
+    import torchvision
+
+    lines = ["name,arch,path,normalize"]
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = torchvision.models.resnet18(weights=None)
+        model.fc = torch.nn.Linear(512, 2)
+        torch.save({"state_dict": model.state_dict()}, tmp_path / f"r{seed}.pth")
+        lines.append(f"authors/{seed},resnet18,r{seed}.pth,imagenet")
+    (tmp_path / "models.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "authors.json"
+    args = ["--data", str(data_dir), "--models", str(tmp_path / "models.csv"), "--out", str(out), "--limit", "6",
+            "--batch-size", "6", "--device", "cpu", "--map-size", "16", "--no-progress", "--measures", "entropy"]
+    assert cli.main(["report", *args]) == 0
+    result = json.loads(out.read_text())
+    assert sorted(result["models"]) == ["authors/0", "authors/1"]
+    assert result["recipes"]["authors"]["k"] == 2 and result["recipes"]["authors"]["stability"]["n"] == 6
+    (tmp_path / "bad.csv").write_text("name,arch,path\nauthors/0,resnet18,missing.pth\n")
+    code, err = _cli(["--data", str(data_dir), "--models", str(tmp_path / "bad.csv"), "--out", str(out)], None)
+    assert code == 2 and "bad.csv, line 2" in err and "missing.pth" in err

@@ -8,7 +8,9 @@ One job per module, every public name re-exported here (``from salience_lib impo
 - :mod:`~salience_lib.book.widgets`: sliders and dropdowns over precomputed frames, which keep
   working on the static site (the control is linked to the frames in the browser, no kernel needed);
 - :mod:`~salience_lib.book.recipes`: XENT against CYBORG over per-model numbers: summaries with CIs
-  and a test, tables, and the recipe plots;
+  and a test, and their table;
+- :mod:`~salience_lib.book.plots`: the recipe plots (per-model dots, means with CIs, CI bands,
+  model × model matrices);
 - :mod:`~salience_lib.book.chapters`: run selection and loading, seeded subsets, and gluing numbers
   into the prose.
 
@@ -33,15 +35,8 @@ from salience_lib.book.figures import (
     to_image_array,
     to_png,
 )
-from salience_lib.book.recipes import (
-    compare_recipes,
-    comparison_table,
-    plot_ci_bands,
-    plot_recipe_means,
-    plot_similarity_matrix,
-    smallest_p_value,
-    summarise_recipes,
-)
+from salience_lib.book.plots import compare_recipes, plot_ci_bands, plot_recipe_means, plot_similarity_matrix
+from salience_lib.book.recipes import RECIPES, comparison_table, smallest_p_value, summarise_recipes
 from salience_lib.book.style import (
     MAP_CMAP,
     MASK_COLOR,
@@ -58,6 +53,7 @@ __all__ = [
     "MASK_COLOR",
     "PALETTE",
     "PNG_SIGNATURE",
+    "RECIPES",
     "RECIPE_COLORS",
     "RECIPE_LABELS",
     "FrameViewer",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from salience_lib.book.recipes import RECIPES
 from salience_lib.models.runs import find_runs, load_model, read_sidecar
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ __all__ = ["glue_numbers", "glue_summary", "load_runs", "runs_by_recipe", "seede
 def runs_by_recipe(
     runs_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
-    recipes: Sequence[str] = ("xent", "cyborg"),
+    recipes: Sequence[str] = RECIPES,
     *,
     min_runs: int = 2,
 ) -> dict[str, list[Path]]:
@@ -134,9 +135,7 @@ def glue_numbers(numbers: Mapping[str, Any]) -> None:
         glue(name, _plain(value), display=False)
 
 
-def summary_numbers(
-    prefix: str, entry: Mapping[str, Any], recipes: Sequence[str] = ("xent", "cyborg")
-) -> dict[str, float]:
+def summary_numbers(prefix: str, entry: Mapping[str, Any], recipes: Sequence[str] = RECIPES) -> dict[str, float]:
     """The numbers of one metric of :func:`salience_lib.book.summarise_recipes`, named for the prose.
 
     Per recipe ``<prefix>_<recipe>`` (the mean over its models), ``<prefix>_<recipe>_lo`` and
@@ -163,9 +162,7 @@ def summary_numbers(
     return numbers
 
 
-def glue_summary(
-    prefix: str, entry: Mapping[str, Any], recipes: Sequence[str] = ("xent", "cyborg")
-) -> dict[str, float]:
+def glue_summary(prefix: str, entry: Mapping[str, Any], recipes: Sequence[str] = RECIPES) -> dict[str, float]:
     """Glue :func:`summary_numbers` of one metric (means, CIs, p) and return them.
 
     ``glue_summary("geo_mean", summary["mean over transforms"])`` lets the prose write

@@ -22,7 +22,7 @@ from torch import nn
 from salience_lib.models.runs import MODEL_FILE, SIDECAR_FILE, find_runs, load_model, read_sidecar
 from salience_lib.runtime.files import file_sha256, json_sha256
 
-__all__ = ["Models", "Subject", "subjects_from"]
+__all__ = ["MODELS_FILE_FIELDS", "Models", "Subject", "subjects_from", "subjects_from_models_file"]
 
 
 @dataclass
@@ -95,6 +95,76 @@ def _from_run(run_dir: Path) -> Subject:
 
 
 Models = Mapping[str, nn.Module] | Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
+
+
+MODELS_FILE_FIELDS = ("name", "arch", "path", "normalize", "image_size", "num_classes")
+"""Columns of a models file (the first three required): one checkpoint per line, ``name`` = ``RECIPE/SEED``."""
+
+
+def _checkpoint_subject(row: dict[str, str], where: str, root: Path) -> Subject:
+    from salience_lib.models.checkpoints import load_checkpoint
+
+    name, arch, raw_path = (row.get(k, "").strip() for k in ("name", "arch", "path"))
+    if not name or not arch or not raw_path:
+        raise ValueError(f"{where}: name, arch and path are required, got {row}")
+    path = Path(raw_path) if Path(raw_path).is_absolute() else root / raw_path
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: checkpoint {path} not found")
+    normalize = (row.get("normalize") or "imagenet").strip()
+    if ";" in normalize:  # explicit "m1 m2 m3;s1 s2 s3" (spaces or commas between channels)
+        mean, _, std = normalize.replace(",", " ").partition(";")
+        try:
+            normalize = (tuple(map(float, mean.split())), tuple(map(float, std.split())))
+        except ValueError as err:
+            allowed = "imagenet, half, none or 'mean;std'"
+            raise ValueError(f"{where}: normalize must be {allowed}, got {row['normalize']!r}") from err
+    try:
+        size = int(row["image_size"]) if (row.get("image_size") or "").strip() else None
+        classes = int(row["num_classes"]) if (row.get("num_classes") or "").strip() else 2
+    except ValueError as err:
+        raise ValueError(f"{where}: image_size and num_classes must be integers: {err}") from err
+    recipe, _, seed = name.rpartition("/")
+    recipe = recipe or name
+
+    def load(device: torch.device) -> nn.Module:
+        try:
+            model = load_checkpoint(path, arch, num_classes=classes, normalize=normalize, image_size=size)
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"{where}: {err}") from err
+        return model.to(device).eval()
+
+    info = {"checkpoint": str(path), "arch": arch, "recipe": recipe, "seed": seed or None, "loss": recipe}
+    default_size = 299 if arch == "inception_v3" else None
+    return Subject(name, recipe, info, load, lambda: file_sha256(path), size or default_size)
+
+
+def subjects_from_models_file(path: str | os.PathLike[str]) -> list[Subject]:
+    """Subjects of a models file: a CSV with the header :data:`MODELS_FILE_FIELDS` (the first three required).
+
+    Paths are absolute or relative to the file's folder. Checkpoints load lazily with
+    :func:`salience_lib.models.checkpoints.load_checkpoint`.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing file, header or checkpoint, a bad value (names file and line).
+    """
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"models file {path} not found")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [f for f in MODELS_FILE_FIELDS[:3] if f not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: the header must name {', '.join(MODELS_FILE_FIELDS)} (missing {missing})")
+        rows = [(reader.line_num, row) for row in reader if any((v or "").strip() for v in row.values())]
+    if not rows:
+        raise ValueError(f"{path}: no checkpoint listed")
+    subjects = [_checkpoint_subject(row, f"{path}, line {line}", path.parent) for line, row in rows]
+    names = [s.name for s in subjects]
+    if len(set(names)) < len(names):
+        raise ValueError(f"{path}: model names must be unique, got {sorted(names)}")
+    return subjects
 
 
 def subjects_from(models: Models) -> list[Subject]:
