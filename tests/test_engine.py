@@ -121,3 +121,13 @@ def test_bad_input_names_the_model_or_setting(data_dir: Path) -> None:
         evaluate({"bad/0": broken}, data_dir, limit=4, device="cpu", map_size=16, progress=False)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         evaluate([data_dir], data_dir)
+
+
+def test_single_logit_detector_gets_real_probabilities(data_dir: Path) -> None:
+    """A sigmoid detector's probability-based measures move (softmax over one logit would give exactly 0)."""
+    result = evaluate({"sig/0": TinyCNN(8, 1, seed=0)}, data_dir, limit=6, device="cpu", map_size=16,
+                      progress=False, measures=("out_of_set", "degradation"))  # fmt: skip
+    model = result["models"]["sig/0"]
+    changes = [s["mean"] for s in model["out_of_set"]["salt_and_pepper"]["probability_change"][1:]]
+    assert any(abs(c) > 1e-4 for c in changes)
+    assert abs(model["degradation"]["salient"]["probability_drop"]["mean"]) > 1e-5

@@ -227,3 +227,25 @@ def test_bfloat16_autocast_close_to_fp32(images):
     assert (fp32 - bf16).abs().max() < 0.1
     with pytest.raises(ValueError, match="autocast_dtype"):
         GradCAM(model, autocast_dtype=torch.float64)
+
+
+def test_single_logit_detector_semantics():
+    """One logit z: class 1 ("Synthetic") is explained by z and class 0 ("Real") by −z; predicted = z > 0;
+    p = (1 − σ(z), σ(z)). Reference: the same network with two logits (−z, z)."""
+    from salience_lib.inference import probabilities
+
+    one = TinyCNN(8, 1, seed=0).eval()
+    two = TinyCNN(8, 2, seed=1).eval()
+    with torch.no_grad():
+        two.features.load_state_dict(one.features.state_dict())
+        two.fc.weight.copy_(torch.cat([-one.fc.weight, one.fc.weight]))
+        two.fc.bias.copy_(torch.cat([-one.fc.bias, one.fc.bias]))
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    z = one(images).detach()[:, 0]
+    assert torch.allclose(probabilities(one(images)), torch.stack([1 - z.sigmoid(), z.sigmoid()], 1), atol=1e-6)
+    for method in (GradCAM, CAM):
+        for target in (0, 1):
+            assert torch.allclose(method(one)(images, targets=target), method(two)(images, targets=target), atol=1e-5)
+        assert torch.allclose(method(one)(images), method(two)(images), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        GradCAM(one)(images, targets=2)

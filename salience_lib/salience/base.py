@@ -31,10 +31,13 @@ Size = int | tuple[int, int] | None
 
 
 def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` long tensor of class indices on the logits' device."""
-    batch, classes = logits.shape[0], logits.shape[1]
+    """``(B,)`` long tensor of class indices on the logits' device.
+
+    A single-logit (sigmoid) detector has two classes: 0 = "Real" (z < 0 predicted), 1 = "Synthetic".
+    """
+    batch, classes = logits.shape[0], max(2, logits.shape[1])
     if targets is None:
-        return logits.argmax(dim=1)
+        return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
     if isinstance(targets, int):
         out = torch.full((batch,), targets, dtype=torch.long, device=logits.device)
     else:
@@ -49,6 +52,17 @@ def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
     if bool(((out < 0) | (out >= classes)).any()):
         raise ValueError(f"`targets` must lie in [0, {classes - 1}], got {out.tolist()}")
     return out
+
+
+def class_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` score of each image's target class: its logit, or for one logit z: z (class 1) and −z (class 0).
+
+    SPEC §6: for a sigmoid detector p(Synthetic) = σ(z) and p(Real) = 1 − σ(z) = σ(−z), so the
+    evidence for "Real" is −z.
+    """
+    if logits.shape[1] == 1:
+        return logits[:, 0] * (2 * targets.to(logits.dtype) - 1)
+    return logits.gather(1, targets[:, None])[:, 0]
 
 
 def named_module(model: nn.Module, layer: nn.Module | str) -> tuple[str, nn.Module]:
@@ -232,7 +246,7 @@ class LayerMethod(SalienceMethod):
             gradients = None
             if needs_gradient:
                 with torch.enable_grad():
-                    score = logits.gather(1, target_idx[:, None]).sum()
+                    score = class_scores(logits, target_idx).sum()
                     (gradients,) = torch.autograd.grad(score, activations)
                 gradients = gradients.float()
             return self._combine(activations.detach().float(), gradients, target_idx), logits

@@ -6,7 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salience_lib.salience.base import LayerMethod, SalienceMethod, Targets, named_module, resolve_targets
+from salience_lib.salience.base import (
+    LayerMethod,
+    SalienceMethod,
+    Targets,
+    class_scores,
+    named_module,
+    resolve_targets,
+)
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "InputGradient", "class_activation_map"]
 
@@ -151,7 +158,10 @@ class CAM(LayerMethod):
         self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor
     ) -> torch.Tensor:
         fc = self._linear_for(activations.shape[1])
-        return class_activation_map(activations, fc.weight.detach().float(), targets)
+        weight = fc.weight.detach().float()
+        if weight.shape[0] == 1:  # a sigmoid detector: the evidence for class 0 ("Real") is −z
+            weight = torch.cat([-weight, weight])
+        return class_activation_map(activations, weight, targets)
 
 
 class InputGradient(SalienceMethod):
@@ -170,7 +180,7 @@ class InputGradient(SalienceMethod):
             if logits.ndim != 2:
                 raise ValueError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
             target_idx = resolve_targets(targets, logits)
-            score = logits.gather(1, target_idx[:, None]).sum()
+            score = class_scores(logits, target_idx).sum()
             (gradients,) = torch.autograd.grad(score, inputs)
         return gradients.float().abs().amax(dim=1), logits
 
