@@ -33,16 +33,14 @@ from salience_lib.measures.ground_truth import mask_mass, pointing_game
 from salience_lib.measures.stability import stability_per_run
 from salience_lib.models.runs import find_runs
 from salience_lib.runtime.files import json_dumps, json_safe, write_atomic
-from salience_lib.stats import mann_whitney, summarise
+from salience_lib.stats import summarise_recipes
 
 __all__ = [
     "EvaluationData",
-    "comparison_table",
     "evaluate_runs",
     "load_split",
     "mask_mass",
     "pointing_game",
-    "summarise_recipes",
     "write_json",
 ]
 
@@ -165,24 +163,6 @@ def evaluate_runs(
     }
 
 
-def summarise_recipes(models: dict[str, dict], a: str = "xent", b: str = "cyborg") -> dict:
-    """Per metric: per-recipe values, mean and 95% bootstrap CI over seeds, and Mann–Whitney of a vs b."""
-    metrics = sorted({k for m in models.values() for k, v in m.items() if isinstance(v, float)})
-    out: dict[str, dict] = {}
-    for metric in metrics:
-        entry: dict[str, object] = {}
-        values = {}
-        for recipe in sorted({m["loss"] for m in models.values()}):
-            vals = [m[metric] for m in models.values() if m["loss"] == recipe and metric in m]
-            if vals:
-                values[recipe] = vals
-                entry[recipe] = {"values": vals, **summarise(vals).as_dict()}
-        if a in values and b in values and len(values[a]) > 1 and len(values[b]) > 1:
-            entry["mann_whitney"] = mann_whitney(values[a], values[b])
-        out[metric] = entry
-    return out
-
-
 def write_json(payload: dict, path: str | os.PathLike[str]) -> Path:
     """Write ``payload`` as JSON atomically (:func:`salience_lib.runtime.files.write_atomic`)."""
     return write_atomic(path, json_dumps(json_safe(payload)))
@@ -196,23 +176,3 @@ def main_evaluate(args: object) -> Path:
         raise FileNotFoundError(f"no complete runs (model.pt + model.json) trained on {args.data} under {args.runs}")
     result = evaluate_runs(args.data, runs, batch_size=args.batch_size)
     return write_json(result, args.out)
-
-
-def comparison_table(summary: dict, metrics: Sequence[str] | None = None, recipes: Sequence[str] = ("xent", "cyborg")):
-    """A pandas table of :func:`summarise_recipes` output: per metric, ``mean [CI]`` per recipe and p.
-
-    Columns: ``<recipe> mean``, ``<recipe> 95% CI`` for each recipe, ``Mann–Whitney p``.
-    """
-    import pandas as pd
-
-    rows = []
-    for metric in metrics or list(summary):
-        entry = summary[metric]
-        row: dict[str, object] = {"metric": metric}
-        for recipe in recipes:
-            if recipe in entry:
-                row[f"{recipe} mean"] = entry[recipe]["mean"]
-                row[f"{recipe} 95% CI"] = f"[{entry[recipe]['ci_low']:.3f}, {entry[recipe]['ci_high']:.3f}]"
-        row["Mann–Whitney p"] = entry.get("mann_whitney", {}).get("p")
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("metric")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy import stats as scipy_stats
 
-__all__ = ["Summary", "bootstrap_ci", "mann_whitney", "roc_auc", "summarise"]
+__all__ = ["Summary", "bootstrap_ci", "mann_whitney", "roc_auc", "summarise", "summarise_recipes"]
 
 
 @dataclass
@@ -112,3 +112,32 @@ def roc_auc(
     y = _as_float64(negatives, "negatives").numpy()
     statistic = scipy_stats.mannwhitneyu(x, y, alternative="two-sided").statistic
     return float(statistic) / (len(x) * len(y))
+
+
+def summarise_recipes(models: dict[str, dict], a: str = "xent", b: str = "cyborg") -> dict:
+    """Per metric: per-recipe values, mean and 95% bootstrap CI over seeds, and Mann–Whitney of a vs b.
+
+    Args:
+        models: model name -> ``{"loss": recipe, <metric>: float, ...}``. Only ``float`` values are
+            metrics (a ``seed`` or a count stored as ``int`` is not summarised).
+        a, b: the two recipes that the Mann–Whitney test compares.
+
+    Returns:
+        metric -> ``{recipe: {"values", "mean", "ci_low", "ci_high", "n", "confidence"}, ...,
+        "mann_whitney": {"u", "p", "effect"}}``; the test is present only when both recipes have at
+        least two values of the metric.
+    """
+    metrics = sorted({k for m in models.values() for k, v in m.items() if isinstance(v, float)})
+    out: dict[str, dict] = {}
+    for metric in metrics:
+        entry: dict[str, object] = {}
+        values = {}
+        for recipe in sorted({m["loss"] for m in models.values()}):
+            vals = [m[metric] for m in models.values() if m["loss"] == recipe and metric in m]
+            if vals:
+                values[recipe] = vals
+                entry[recipe] = {"values": vals, **summarise(vals).as_dict()}
+        if a in values and b in values and len(values[a]) > 1 and len(values[b]) > 1:
+            entry["mann_whitney"] = mann_whitney(values[a], values[b])
+        out[metric] = entry
+    return out

@@ -1,15 +1,15 @@
 import pytest
 
 from salience_lib import training
+from salience_lib.book import comparison_table
 from salience_lib.data import synthetic
 from salience_lib.evaluation import (
     _stability_per_model,
-    comparison_table,
     evaluate_runs,
     load_split,
-    summarise_recipes,
     write_json,
 )
+from salience_lib.stats import summarise_recipes
 
 
 def test_stability_per_model_is_the_row_mean_of_the_engine_matrix():

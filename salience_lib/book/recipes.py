@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from salience_lib.stats import mann_whitney, summarise
+from salience_lib.stats import mann_whitney, summarise_recipes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,35 +22,6 @@ __all__ = ["RECIPES", "comparison_table", "smallest_p_value", "summarise_recipes
 
 #: The two recipes the book compares, in the order of its tables and figures.
 RECIPES: tuple[str, str] = ("xent", "cyborg")
-
-
-def summarise_recipes(models: dict[str, dict], a: str = "xent", b: str = "cyborg") -> dict:
-    """Per metric: per-recipe values, mean and 95% bootstrap CI over seeds, and Mann–Whitney of a vs b.
-
-    Args:
-        models: model name -> ``{"loss": recipe, <metric>: float, ...}``. Only ``float`` values are
-            metrics (a ``seed`` or a count stored as ``int`` is not summarised).
-        a, b: the two recipes that the Mann–Whitney test compares.
-
-    Returns:
-        metric -> ``{recipe: {"values", "mean", "ci_low", "ci_high", "n", "confidence"}, ...,
-        "mann_whitney": {"u", "p", "effect"}}``; the test is present only when both recipes have at
-        least two values of the metric.
-    """
-    metrics = sorted({k for m in models.values() for k, v in m.items() if isinstance(v, float)})
-    out: dict[str, dict] = {}
-    for metric in metrics:
-        entry: dict[str, object] = {}
-        values = {}
-        for recipe in sorted({m["loss"] for m in models.values()}):
-            vals = [m[metric] for m in models.values() if m["loss"] == recipe and metric in m]
-            if vals:
-                values[recipe] = vals
-                entry[recipe] = {"values": vals, **summarise(vals).as_dict()}
-        if a in values and b in values and len(values[a]) > 1 and len(values[b]) > 1:
-            entry["mann_whitney"] = mann_whitney(values[a], values[b])
-        out[metric] = entry
-    return out
 
 
 def comparison_table(

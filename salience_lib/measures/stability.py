@@ -26,6 +26,7 @@ __all__ = [
     "agreement_with_reference",
     "cross_run_stability",
     "cross_set_similarity",
+    "mean_over_pairs",
     "pairwise_similarity",
     "set_similarity",
     "stability_per_run",
@@ -59,7 +60,13 @@ def pairwise_similarity(maps: torch.Tensor, similarity: Similarity = ssim) -> to
     return matrix
 
 
-def _off_diagonal_mean(matrix: torch.Tensor) -> torch.Tensor:
+def mean_over_pairs(matrix: torch.Tensor) -> torch.Tensor:
+    r"""Per-image mean over the K(K−1)/2 pairs of a ``(K, K, B)`` similarity matrix (:func:`pairwise_similarity`).
+
+    :math:`\binom{K}{2}^{-1} \sum_{i<j} M_{ij}(x)` — the per-image cross-run stability, ``(B,)``.
+    """
+    if matrix.ndim != 3 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
+        raise ValueError(f"`matrix` must have shape (K, K, B) with K >= 2, got {tuple(matrix.shape)}")
     k = matrix.shape[0]
     rows, cols = torch.triu_indices(k, k, offset=1)
     return matrix[rows, cols].mean(dim=0)
@@ -70,7 +77,7 @@ def cross_run_stability(
 ) -> torch.Tensor:
     """Per-image mean similarity over all pairs of at least 2 explainers, ``(B,)``."""
     maps = _all_maps(explainers, images, "explainers", 2)
-    return _off_diagonal_mean(pairwise_similarity(maps, similarity))
+    return mean_over_pairs(pairwise_similarity(maps, similarity))
 
 
 def cross_set_similarity(
@@ -146,7 +153,7 @@ class StabilityAccumulator(Accumulator):
         if maps.ndim != 4 or maps.shape[0] != self.k:
             raise ValueError(f"`maps` must have shape ({self.k}, B, H, W), got {tuple(maps.shape)}")
         matrix = pairwise_similarity(maps, similarity)
-        values = _off_diagonal_mean(matrix)
+        values = mean_over_pairs(matrix)
         self._add("matrix_sum", matrix.sum(dim=-1))
         self._cat("stability", values)
         return values
