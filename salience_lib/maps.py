@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_maps", "check_pair", "match_size", "minmax_normalise", "resize_maps", "top_fraction_mask"]
+__all__ = ["check_maps", "check_pair", "match_size", "minmax_normalise", "pixel_ranks", "resize_maps",
+           "top_fraction_mask"]
 
 
 def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> torch.Tensor:
@@ -84,13 +85,11 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int] | int, mode: str = "bi
     return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
 
 
-def top_fraction_mask(
-    maps: torch.Tensor, q: float | torch.Tensor, valid: torch.Tensor | None = None, minimum: int = 1
-) -> torch.Tensor:
-    """Boolean ``(B, H, W)`` mask of the ``ceil(q·N)`` largest (valid) pixels of each map.
+def pixel_ranks(maps: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each pixel's rank in its map, 0 = largest (ties: lower pixel index first; invalid pixels last).
 
-    Exactly that many pixels are selected (ties broken by the lower pixel index), at least ``minimum``;
-    ``q`` may be a scalar or a ``(B,)`` tensor; ``N`` counts the valid pixels.
+    Returns ``(rank (B, N) long, valid (B, N) bool)`` over the flattened pixels — what
+    :func:`top_fraction_mask` thresholds; rank once to take several fractions of the same maps.
     """
     flat = maps.flatten(1)
     valid_flat = torch.ones_like(flat, dtype=torch.bool) if valid is None else valid.expand_as(maps).flatten(1)
@@ -98,7 +97,24 @@ def top_fraction_mask(
     order = torch.argsort(keyed, dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
-    fraction = torch.as_tensor(q, dtype=torch.float64, device=flat.device).reshape(-1, 1)
+    return rank, valid_flat
+
+
+def top_fraction_mask(
+    maps: torch.Tensor,
+    q: float | torch.Tensor,
+    valid: torch.Tensor | None = None,
+    minimum: int = 1,
+    ranks: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Boolean ``(B, H, W)`` mask of the ``ceil(q·N)`` largest (valid) pixels of each map.
+
+    Exactly that many pixels are selected (ties broken by the lower pixel index), at least ``minimum``;
+    ``q`` may be a scalar or a ``(B,)`` tensor; ``N`` counts the valid pixels. ``ranks``: the
+    :func:`pixel_ranks` of ``maps`` (and ``valid``), if already computed.
+    """
+    rank, valid_flat = pixel_ranks(maps, valid) if ranks is None else ranks
+    fraction = torch.as_tensor(q, dtype=torch.float64, device=rank.device).reshape(-1, 1)
     k = torch.ceil(valid_flat.sum(dim=1, keepdim=True).double() * fraction - 1e-9).long().clamp_min(minimum)
     return ((rank < k) & valid_flat).view_as(maps)
 

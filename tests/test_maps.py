@@ -71,3 +71,13 @@ def test_top_fraction_selects_exactly_ceil_q_n(height, width, q):
     for m, c in zip(maps, chosen, strict=True):
         if (~c).any():
             assert m[c].min() >= m[~c].max()
+
+
+def test_top_fraction_mask_with_precomputed_ranks_is_the_same():
+    from salience_lib.maps import pixel_ranks
+
+    maps = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(0))
+    ranks = pixel_ranks(maps)
+    for q in (0.0, 0.1, 0.5, 1.0):
+        assert torch.equal(top_fraction_mask(maps, q, minimum=0, ranks=ranks), top_fraction_mask(maps, q, minimum=0))
+    assert int(ranks[0].min()) == 0 and int(ranks[0].max()) == 34

@@ -30,7 +30,7 @@ from torch import nn
 
 from salience_lib.imaging import blur_levels, check_images, gaussian_blur, spatially_varying_blur
 from salience_lib.inference import class_probabilities
-from salience_lib.maps import check_maps, resize_maps, top_fraction_mask
+from salience_lib.maps import check_maps, pixel_ranks, resize_maps, top_fraction_mask
 from salience_lib.measures.accumulator import Accumulator
 from salience_lib.measures.out_of_set import normalised_auc
 from salience_lib.measures.probe import Explainer, Similarity, clean_pass, probe
@@ -224,12 +224,13 @@ def deletion_curve(
         raise ValueError(f"`blurred` has shape {tuple(blurred.shape)} but `images` {tuple(images.shape)}")
     clean = _clean_probabilities(model, images, clean_probabilities)
     targets = clean.argmax(dim=1)
+    ranks = pixel_ranks(ranking)  # one sort for every fraction
     probs = []
     for q in grid.tolist():
         if q == 0:  # nothing blurred: the clean image, whose probabilities are known
             probs.append(clean.gather(1, targets[:, None])[:, 0])
             continue
-        chosen = top_fraction_mask(ranking, q, minimum=0)[:, None]
+        chosen = top_fraction_mask(ranking, q, minimum=0, ranks=ranks)[:, None]
         probs.append(class_probabilities(model, torch.where(chosen, blurred, images)).gather(1, targets[:, None])[:, 0])
     return DeletionCurve(fractions=grid, probability=torch.stack(probs, dim=1))
 
