@@ -226,10 +226,13 @@ class LayerMethod(SalienceMethod):
             # Cut the graph here: the backward pass stops at this layer, and everything after it is
             # recorded even if the caller (or we, for speed) disabled autograd for the layers before.
             leaf = output.detach().requires_grad_(True)
-            store["activations"] = leaf
             torch.set_grad_enabled(True)
-            # A clone, so that an in-place op after the layer (DenseNet's F.relu(inplace)) is legal.
-            return leaf.clone()
+            # A clone, so that an in-place op after the layer (DenseNet's F.relu(inplace)) is legal;
+            # the activations are read from it after the forward pass: the features the classifier
+            # actually pools (post-ReLU for DenseNet), as torchcam sees them.
+            passed = leaf.clone()
+            store["activations"] = passed
+            return passed
 
         previous = torch.is_grad_enabled()
         handle = layer.register_forward_hook(hook)
