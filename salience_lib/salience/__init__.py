@@ -22,6 +22,7 @@ backward through the layers after the target (the floor for Grad-CAM).
 
 from salience_lib.salience.base import Explanation, SizedExplainer, locate_target_layer
 from salience_lib.salience.methods import CAM, GradCAM, GradCAMPlusPlus, InputGradient, class_activation_map
+from salience_lib.salience.tokens import locate_token_layer, tokens_to_grid
 
 __all__ = [
     "CAM",
@@ -32,4 +33,6 @@ __all__ = [
     "SizedExplainer",
     "class_activation_map",
     "locate_target_layer",
+    "locate_token_layer",
+    "tokens_to_grid",
 ]

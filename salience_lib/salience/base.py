@@ -17,6 +17,7 @@ from torch import nn
 from salience_lib.imaging import check_images
 from salience_lib.inference import eval_mode
 from salience_lib.maps import minmax_normalise, resize_maps
+from salience_lib.salience.tokens import Reshape, probe_layers, tokens_to_grid
 
 __all__ = ["Explanation", "Size", "SizedExplainer", "Targets", "locate_target_layer"]
 
@@ -86,36 +87,19 @@ def locate_target_layer(model: nn.Module, example: torch.Tensor) -> str:
     """Name of the last module, in execution order, whose output is 4-D with both spatial sides > 1.
 
     Probes the model with ``example`` (one image suffices) under ``no_grad`` in eval mode; every
-    temporary hook is removed and training flags restored, even on error.
+    temporary hook is removed and training flags restored, even on error. (Grad-CAM's automatic
+    choice prefers a token model's attention input: :func:`salience_lib.salience.tokens.probe_layers`.)
 
     Raises:
         ValueError: the model has no such module (for example a pure MLP).
     """
-    last: list[str] = []
-    handles = []
-
-    def record(name: str):
-        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[-1] > 1 and output.shape[-2] > 1:
-                last.append(name)
-
-        return hook
-
-    try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(record(name)))
-        with torch.no_grad(), eval_mode(model):
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not last:
+    _, name = probe_layers(model, example)
+    if name is None:
         raise ValueError(
             "the model has no module whose output is a 4-D feature map (B, C, H, W) with H, W > 1; "
             "pass `target_layer` explicitly or use InputGradient"
         )
-    return last[-1]
+    return name
 
 
 class Explanation(NamedTuple):
@@ -195,19 +179,36 @@ class LayerMethod(SalienceMethod):
         model: nn.Module,
         target_layer: nn.Module | str | None = None,
         autocast_dtype: torch.dtype | None = None,
+        reshape: Reshape | None = None,
     ) -> None:
         super().__init__(model, autocast_dtype)
         self.target_layer_name: str | None = None
         self.target_layer: nn.Module | None = None
+        self.reshape = reshape
         if target_layer is not None:
             self.target_layer_name, self.target_layer = named_module(model, target_layer)
 
     def _ensure_layer(self, images: torch.Tensor) -> nn.Module:
         if self.target_layer is None:
-            name = locate_target_layer(self.model, images[:1])
+            token_layer, feature_map = probe_layers(self.model, images[:1])  # one probing forward
+            if token_layer is not None and self.reshape is None:  # the last attention's input, on its grid
+                name, self.reshape = token_layer, tokens_to_grid
+            elif feature_map is not None:
+                name = feature_map
+            else:
+                name = locate_target_layer(self.model, images[:1])  # raises, naming the problem
             self.target_layer_name, self.target_layer = name, self.model.get_submodule(name)
             logger.info("%s: target layer %r", type(self).__name__, name)
         return self.target_layer
+
+    def _as_grid(self, tensor: torch.Tensor) -> torch.Tensor:
+        grid = tensor if self.reshape is None else self.reshape(tensor)
+        if grid.ndim != 4:
+            raise ValueError(
+                f"target layer {self.target_layer_name!r} must output a 4-D tensor (B, C, H, W), got shape "
+                f"{tuple(tensor.shape)}; for token models pass `reshape` (e.g. salience.tokens_to_grid)"
+            )
+        return grid
 
     def _raw_maps(self, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
         layer = self._ensure_layer(images)
@@ -215,11 +216,10 @@ class LayerMethod(SalienceMethod):
         needs_gradient = self.needs_gradient
 
         def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor | None:
-            if not isinstance(output, torch.Tensor) or output.ndim != 4:
-                raise ValueError(
-                    f"target layer {self.target_layer_name!r} must output a 4-D tensor (B, C, H, W), "
-                    f"got {type(output).__name__} {getattr(output, 'shape', '')}"
-                )
+            if not isinstance(output, torch.Tensor):
+                got = type(output).__name__
+                raise ValueError(f"target layer {self.target_layer_name!r} must output a tensor, got {got}")
+            self._as_grid(output)  # the shape check, before any work
             if not needs_gradient:
                 store["activations"] = output.detach()
                 return None
@@ -252,7 +252,8 @@ class LayerMethod(SalienceMethod):
                     score = class_scores(logits, target_idx).sum()
                     (gradients,) = torch.autograd.grad(score, activations)
                 gradients = gradients.float()
-            return self._combine(activations.detach().float(), gradients, target_idx), logits
+                gradients = self._as_grid(gradients)
+            return self._combine(self._as_grid(activations.detach()).float(), gradients, target_idx), logits
         finally:
             handle.remove()
             torch.set_grad_enabled(previous)
