@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,6 @@ from salience_lib.data import CsvImageDataset, NonFaceDataset, read_csv, synthet
 SIZE = 32
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic.generate_dataset(tmp_path_factory.mktemp("data") / "tiny", 60, size=SIZE, seed=2, progress=False)
-
-
-@pytest.fixture
-def root(generated: Path, tmp_path: Path) -> Path:
-    """A private copy of the generated set that a test may corrupt."""
-    return Path(shutil.copytree(generated, tmp_path / "copy"))
 
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])

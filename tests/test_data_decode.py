@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from salience_lib.data import CsvImageDataset, synthetic
+from salience_lib.data import CsvImageDataset
 from salience_lib.data.decode import _gray_tensor, _rgb_tensor
 
 SIZE = 32
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic.generate_dataset(tmp_path_factory.mktemp("data") / "tiny", 60, size=SIZE, seed=2, progress=False)
-
-
-@pytest.fixture
-def root(generated: Path, tmp_path: Path) -> Path:
-    """A private copy of the generated set that a test may corrupt."""
-    return Path(shutil.copytree(generated, tmp_path / "copy"))
 
 
 def test_rgb_tensor_converts_any_mode_to_three_channels_in_unit_range() -> None:

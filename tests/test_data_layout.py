@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 import salience_lib.data
-from salience_lib.data import LABELS, CsvEntry, CsvImageDataset, read_csv, synthetic
+from salience_lib.data import LABELS, CsvEntry, CsvImageDataset, read_csv
 
 SIZE = 32
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic.generate_dataset(tmp_path_factory.mktemp("data") / "tiny", 60, size=SIZE, seed=2, progress=False)
-
-
-@pytest.fixture
-def root(generated: Path, tmp_path: Path) -> Path:
-    """A private copy of the generated set that a test may corrupt."""
-    return Path(shutil.copytree(generated, tmp_path / "copy"))
 
 
 def _lines(root: Path) -> list[str]:
