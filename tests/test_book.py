@@ -6,10 +6,10 @@ import ipywidgets as widgets
 import matplotlib as mpl
 
 from salience_lib import book
-from salience_lib.book import chapters, figures, plots, recipes, style
+from salience_lib.book import chapters, figures, plots, recipes, results, style
 from salience_lib.book import widgets as book_widgets
 
-MODULES = (style, figures, book_widgets, recipes, plots, chapters)
+MODULES = (style, figures, book_widgets, recipes, results, plots, chapters)
 
 
 def test_import_has_no_side_effects():

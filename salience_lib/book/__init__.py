@@ -36,6 +36,7 @@ from salience_lib.book.figures import (
     to_png,
 )
 from salience_lib.book.plots import compare_recipes, plot_ci_bands, plot_recipe_means, plot_similarity_matrix
+from salience_lib.book.results import HEADLINE, headline_table, result_value
 from salience_lib.book.recipes import RECIPES, comparison_table, smallest_p_value, summarise_recipes
 from salience_lib.book.style import (
     MAP_CMAP,
@@ -49,6 +50,9 @@ from salience_lib.book.style import (
 from salience_lib.book.widgets import FrameViewer, frame_dropdown, frame_slider
 
 __all__ = [
+    "HEADLINE",
+    "headline_table",
+    "result_value",
     "MAP_CMAP",
     "MASK_COLOR",
     "PALETTE",
