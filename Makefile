@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: test lint
+.PHONY: test lint install-check
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check salience_lib tests benchmarks browser_tests book/_tools
+
+# `pip install .` into a fresh virtualenv, then the installed library and CLI on two checkpoints.
+install-check:
+	bash .ci/install_check.sh
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: $(STAMP) lint
