@@ -6,10 +6,43 @@ import ipywidgets as widgets
 import matplotlib as mpl
 
 from salience_lib import book
-from salience_lib.book import chapters, figures, plots, recipes, results, style
+from salience_lib.book import (
+    blur,
+    chapters,
+    curves,
+    examples,
+    faces,
+    figures,
+    frames,
+    own_data,
+    panels,
+    plots,
+    recipes,
+    results,
+    runs,
+    seeds,
+    style,
+)
 from salience_lib.book import widgets as book_widgets
 
-MODULES = (style, figures, book_widgets, recipes, results, plots, chapters)
+MODULES = (
+    style,
+    figures,
+    book_widgets,
+    recipes,
+    results,
+    plots,
+    chapters,
+    panels,
+    frames,
+    examples,
+    runs,
+    faces,
+    blur,
+    curves,
+    seeds,
+    own_data,
+)
 
 
 def test_import_has_no_side_effects():

@@ -127,3 +127,86 @@ def test_glue_summary_glues_every_number_without_display(monkeypatch):
     assert type(glued[2][1]) is float and type(glued[3][1]) is int, (
         "numpy and torch scalars are glued as Python numbers"
     )
+
+
+def test_in_batches_concatenates_on_the_cpu_and_feeds_every_batch_to_each_callback():
+    images = torch.arange(10.0).view(10, 1)
+    seen = []
+    out = chapters.in_batches(lambda x: x * 2, images, 4, each=[lambda b: seen.append(b.clone())])
+    assert torch.equal(out, images * 2) and out.device.type == "cpu"
+    assert [len(b) for b in seen] == [4, 4, 2], "one callback call per batch, the last one short"
+    assert torch.equal(torch.cat(seen), images * 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        chapters.in_batches(lambda x: x, images, 0)
+    with pytest.raises(ValueError, match="empty"):
+        chapters.in_batches(lambda x: x, images[:0], 4)
+
+
+class _Mean:
+    """An explainer-like context manager: the channel mean of a batch times a model-specific factor."""
+
+    closed = 0
+
+    def __init__(self, model):
+        self.factor = model
+
+    def __enter__(self):
+        return lambda x: x.mean(1) * self.factor
+
+    def __exit__(self, *exc):
+        _Mean.closed += 1
+
+
+def test_explain_all_stacks_every_models_maps_and_closes_each_explainer():
+    images = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    _Mean.closed = 0
+    stacked = chapters.explain_all([1.0, 2.0, 3.0], images, 2, method=_Mean)
+    assert stacked.shape == (3, 5, 4, 4) and _Mean.closed == 3
+    assert torch.allclose(stacked[2], 3 * images.mean(1))
+    with pytest.raises(ValueError, match="empty"):
+        chapters.explain_all([], images, 2, method=_Mean)
+
+
+def test_explain_all_defaults_to_gradcam_of_the_predicted_class():
+    from salience_lib.salience import GradCAM
+
+    model = build_model("small_cnn", image_size=32).eval()
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    stacked = chapters.explain_all([model], images, 2)
+    with GradCAM(model) as cam:
+        expected = cam(images)
+    assert torch.allclose(stacked[0], expected, atol=1e-6)
+
+
+def test_picks_per_group_draws_distinct_seeded_positions_in_group_order():
+    groups = ["real"] * 5 + ["seen"] * 4 + ["unseen"] * 3
+    picks = chapters.picks_per_group(groups, ("real", "seen", "unseen"), 2, seed=0)
+    assert [groups[i] for i in picks] == ["real", "real", "seen", "seen", "unseen", "unseen"]
+    assert len(set(picks)) == 6
+    assert picks == chapters.picks_per_group(groups, ("real", "seen", "unseen"), 2, seed=0)
+    many = ["seen"] * 50
+    assert chapters.picks_per_group(many, ("seen",), 5, seed=0) != chapters.picks_per_group(many, ("seen",), 5, seed=1)
+    with pytest.raises(ValueError, match="'unseen' has 3 images, fewer than the 4"):
+        chapters.picks_per_group(groups, ("unseen",), 4, seed=0)
+
+
+def test_group_means_averages_by_group_in_sorted_order():
+    values = torch.tensor([1.0, 3.0, 10.0, float("nan"), 20.0])
+    groups = np.array(["seen", "seen", "real", "real", "real"])
+    assert chapters.group_means(values, groups, "s_") == {"s_real": 15.0, "s_seen": 2.0}
+    assert list(chapters.group_means([1, 2], ["b", "a"])) == ["a", "b"]
+    with pytest.raises(ValueError, match="3 entries for 2 groups"):
+        chapters.group_means([1.0, 2.0, 3.0], ["a", "b"])
+
+
+def test_glue_cells_glues_the_chosen_cells_by_row_and_column_key(monkeypatch):
+    import pandas as pd
+
+    glued = {}
+    monkeypatch.setattr("myst_nb.glue", lambda name, value, display=True: glued.update({name: value}))
+    table = pd.DataFrame({"fixed blob": [0.9, 0.2], "fixed ramp": [0.1, 0.7]}, index=["hflip", "vflip"])
+    numbers = chapters.glue_cells(table.T, "geo", {"fixed blob": "blob"}, {"hflip": "hflip", "vflip": "vflip"})
+    assert numbers == glued == {"geo_blob_hflip": 0.9, "geo_blob_vflip": 0.2}
+    assert chapters.glue_cells(table, "", {"vflip": "v"}, {"fixed ramp": ""}) == {"v": 0.7}
+    with pytest.raises(KeyError, match="'rot90', 'fixed blob'"):
+        chapters.glue_cells(table, "geo", {"rot90": "r"}, {"fixed blob": "b"})

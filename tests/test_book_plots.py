@@ -112,3 +112,31 @@ def test_plot_ci_bands_accepts_read_only_arrays_without_warning(ax, recwarn):
     rows.setflags(write=False)  # what pandas' to_numpy() returns under copy-on-write
     plots.plot_ci_bands(ax, [0, 1], {"xent": rows})
     assert not [w for w in recwarn if "not writable" in str(w.message)]
+
+
+def test_plot_recipe_histograms_one_histogram_per_recipe_over_shared_bins(ax):
+    plots.plot_recipe_histograms(ax, {"xent": [0.1, 0.1, 0.9], "cyborg": torch.tensor([0.5])}, bins=10, range=(0, 1))
+    assert [p.get_label() for p in ax.patches] == ["XENT", "CYBORG"]
+    assert _hex(ax.patches[0].get_edgecolor()) == RECIPE_COLORS["xent"].upper()
+    heights = ax.patches[0].get_xy()[:, 1]
+    assert heights.max() == 2, "two of the three XENT values share a bin"
+    fig, other = plt.subplots()
+    plots.plot_recipe_histograms(other, {"xent": [0.1, 0.2]}, bins=2, range=(0, 1), density=True, filled=True)
+    assert other.patches[0].get_xy()[:, 1].max() == pytest.approx(2.0), "density: unit area over bins of width 0.5"
+    assert other.patches[0].get_fill()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_recipe_histograms(ax, {})
+
+
+def test_plot_recipe_scatter_returns_each_recipes_correlation(ax):
+    x = {"xent": [0.0, 1.0, 2.0], "cyborg": np.array([0.0, 1.0, 2.0])}
+    y = {"xent": [0.0, 2.0, 4.0], "cyborg": np.array([2.0, 1.0, 0.0])}
+    r = plots.plot_recipe_scatter(ax, x, y)
+    assert r == pytest.approx({"xent": 1.0, "cyborg": -1.0})
+    assert [c.get_label() for c in ax.collections] == ["XENT (r = 1.00)", "CYBORG (r = -1.00)"]
+    assert np.isnan(plots.plot_recipe_scatter(ax, {"xent": [1.0, 1.0]}, {"xent": [0.0, 1.0]})["xent"])
+    with pytest.raises(ValueError, match="same recipes"):
+        plots.plot_recipe_scatter(ax, {"xent": [1, 2]}, {"cyborg": [1, 2]})
+    with pytest.raises(ValueError, match="equally long"):
+        plots.plot_recipe_scatter(ax, {"xent": [1, 2, 3]}, {"xent": [1, 2]})

@@ -3,8 +3,12 @@
 - :func:`runs_by_recipe` finds the complete runs trained on the chapter's data set, grouped by
   recipe, and refuses a folder that cannot support a comparison across seeds; :func:`load_runs`
   loads them all.
-- :func:`seeded_picks` chooses the same random subset of a split in every chapter and build.
-- :func:`glue_numbers` and :func:`glue_summary` hand numbers to the prose: a chapter writes its
+- :func:`seeded_picks` chooses the same random subset of a split in every chapter and build, and
+  :func:`picks_per_group` a few examples of each image group; :func:`group_means` averages
+  per-image values by group.
+- :func:`in_batches` applies an explainer or a model to many images a batch at a time, and
+  :func:`explain_all` gives every model's maps of the same images as one tensor.
+- :func:`glue_numbers`, :func:`glue_summary` and :func:`glue_cells` hand numbers to the prose: a chapter writes its
   sentences in Markdown with ``{glue:text}`name:.3f``` roles, and a code cell glues the values
   under those names (myst-nb's ``glue(name, value, display=False)``), so no cell writes text.
 
@@ -14,7 +18,7 @@ Importing this module does not import Jupyter: myst-nb is imported when a number
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +31,19 @@ from salience_lib.models.runs import find_runs, load_model, read_sidecar
 if TYPE_CHECKING:
     from salience_lib.models.builders import SalienceClassifier
 
-__all__ = ["glue_numbers", "glue_summary", "load_runs", "runs_by_recipe", "seeded_picks", "summary_numbers"]
+__all__ = [
+    "explain_all",
+    "glue_cells",
+    "glue_numbers",
+    "glue_summary",
+    "group_means",
+    "in_batches",
+    "load_runs",
+    "picks_per_group",
+    "runs_by_recipe",
+    "seeded_picks",
+    "summary_numbers",
+]
 
 
 def runs_by_recipe(
@@ -110,6 +126,112 @@ def seeded_picks(total: int, n: int, seed: int) -> torch.Tensor:
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
 
 
+def picks_per_group(groups: Sequence[str], names: Sequence[str], per_group: int, seed: int) -> list[int]:
+    """``per_group`` distinct positions of each group in ``names``, in that order, drawn with a seeded generator.
+
+    For galleries: ``picks_per_group(groups, ("real", "seen", "unseen"), 2, seed)`` gives two real
+    faces, then two of seen and two of unseen families, the same in every build.
+
+    Args:
+        groups: the group of every image (e.g. ``EvaluationData.groups`` of a subset).
+        names: the groups to pick from.
+        per_group: positions per group.
+        seed: seeds ``numpy.random.default_rng``.
+
+    Raises:
+        ValueError: a group with fewer than ``per_group`` images.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(groups)
+    picks: list[int] = []
+    for name in names:
+        candidates = np.flatnonzero(labels == name)
+        if len(candidates) < per_group:
+            raise ValueError(f"group {name!r} has {len(candidates)} images, fewer than the {per_group} asked for")
+        picks += [int(i) for i in rng.choice(candidates, per_group, replace=False)]
+    return picks
+
+
+def group_means(values: torch.Tensor | np.ndarray, groups: Sequence[str], prefix: str = "") -> dict[str, float]:
+    """The mean of per-image ``values`` over the images of each group, named ``<prefix><group>``.
+
+    Groups appear in sorted order. A value that is NaN is left out of its group's mean.
+
+    Raises:
+        ValueError: ``values`` and ``groups`` of different lengths.
+    """
+    data = values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
+    labels = np.asarray(groups)
+    if data.shape[:1] != labels.shape:
+        raise ValueError(f"`values` has {len(data)} entries for {len(labels)} groups")
+    return {f"{prefix}{name}": float(np.nanmean(data[labels == name])) for name in sorted(set(labels.tolist()))}
+
+
+def in_batches(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    batch_size: int,
+    device: str | torch.device | None = None,
+    *,
+    each: Sequence[Callable[[torch.Tensor], Any]] = (),
+) -> torch.Tensor:
+    """``fn`` of ``images`` a batch at a time, concatenated on the CPU: ``(N, ...)`` for ``N`` images.
+
+    Each batch is moved to ``device`` (default: where it already is) before the call, and each
+    result to the CPU after it, so only one batch of inputs and outputs is on the device at a time.
+    ``fn`` is an explainer (maps ``(B, h, w)``), a model or any function of a batch. Every callable
+    of ``each`` gets every batch's result while it is still on the device, e.g. the ``update`` of
+    an accumulator that streams over the batches.
+
+    Raises:
+        ValueError: ``batch_size`` < 1 or no images.
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if len(images) == 0:
+        raise ValueError("`images` is empty: nothing to compute")
+    parts = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        result = fn(batch if device is None else batch.to(device))
+        for callback in each:
+            callback(result)
+        parts.append(result.cpu())
+    return torch.cat(parts)
+
+
+def explain_all(
+    models: Sequence[torch.nn.Module],
+    images: torch.Tensor,
+    batch_size: int,
+    method: Callable[[torch.nn.Module], Any] | None = None,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Every model's maps of the same images, ``(models, N, h, w)`` on the CPU.
+
+    Each model is explained by ``method(model)`` (default :class:`salience_lib.salience.GradCAM` of
+    the predicted class), used as a context manager so that its hooks are gone afterwards, over the
+    images in batches (:func:`in_batches`).
+
+    Raises:
+        ValueError: no models, or maps of different sizes from different models.
+    """
+    if not models:
+        raise ValueError("`models` is empty: nothing to explain")
+    if method is None:
+        from salience_lib.salience import GradCAM
+
+        method = GradCAM
+    stacked = []
+    for model in models:
+        with method(model) as explain:
+            stacked.append(in_batches(explain, images, batch_size, device))
+    shapes = {tuple(m.shape[1:]) for m in stacked}
+    if len(shapes) != 1:
+        raise ValueError(f"the models' maps differ in size ({sorted(shapes)}): cannot stack them")
+    return torch.stack(stacked)
+
+
 def _plain(value: Any) -> Any:
     """A numpy scalar or a one-element tensor as the Python number it holds; anything else as it is.
 
@@ -169,5 +291,32 @@ def glue_summary(prefix: str, entry: Mapping[str, Any], recipes: Sequence[str] =
     ``{glue:text}`geo_mean_xent:.3f` [{glue:text}`geo_mean_xent_lo:.3f`, ...] (p = {glue:text}`geo_mean_p:.3f`)``.
     """
     numbers = summary_numbers(prefix, entry, recipes)
+    glue_numbers(numbers)
+    return numbers
+
+
+def glue_cells(table: Any, prefix: str, rows: Mapping[Any, str], columns: Mapping[Any, str]) -> dict[str, float]:
+    """Glue chosen cells of a pandas table as ``<prefix>_<row key>_<column key>`` and return them.
+
+    ``glue_cells(table, "geo", {"hflip": "hflip"}, {"fixed blob": "blob"})`` glues
+    ``table.loc["hflip", "fixed blob"]`` as ``geo_hflip_blob``. An empty key leaves its part out
+    of the name (``geo_blob``).
+
+    Args:
+        table: a pandas DataFrame (``.loc[row, column]`` must give a number).
+        prefix: the names' common start.
+        rows: row label -> its part of the name.
+        columns: column label -> its part of the name.
+
+    Raises:
+        KeyError: a row or column the table lacks, naming it.
+    """
+    numbers: dict[str, float] = {}
+    for row, row_key in rows.items():
+        for column, column_key in columns.items():
+            if row not in table.index or column not in table.columns:
+                raise KeyError(f"the table has no cell ({row!r}, {column!r})")
+            name = "_".join(part for part in (prefix, row_key, column_key) if part)
+            numbers[name] = float(table.loc[row, column])
     glue_numbers(numbers)
     return numbers

@@ -4,6 +4,8 @@
 - :func:`plot_recipe_means`: several metrics side by side, each recipe's mean with its CI (from
   :func:`salience_lib.book.recipes.summarise_recipes`);
 - :func:`plot_ci_bands`: a curve per model (a value per x), each recipe's mean curve in a CI band;
+- :func:`plot_recipe_histograms`: each recipe's values (e.g. per-image entropies) as a histogram;
+- :func:`plot_recipe_scatter`: one quantity against another, a cloud per recipe, with its correlation;
 - :func:`plot_similarity_matrix`: a models × models matrix (e.g. of salience similarity across
   seeds) as a heat map, with each value written in its cell and the recipes' blocks marked.
 
@@ -26,7 +28,14 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.image import AxesImage
 
-__all__ = ["compare_recipes", "plot_ci_bands", "plot_recipe_means", "plot_similarity_matrix"]
+__all__ = [
+    "compare_recipes",
+    "plot_ci_bands",
+    "plot_recipe_histograms",
+    "plot_recipe_means",
+    "plot_recipe_scatter",
+    "plot_similarity_matrix",
+]
 
 
 def _as_numpy(values: Any) -> np.ndarray:
@@ -213,6 +222,82 @@ def plot_ci_bands(
         )
         out[recipe] = summaries
     return out
+
+
+def plot_recipe_histograms(
+    ax: Axes,
+    values: Mapping[str, Sequence[float] | np.ndarray | torch.Tensor],
+    *,
+    bins: int = 40,
+    range: tuple[float, float] = (0.0, 1.0),
+    density: bool = False,
+    filled: bool = False,
+) -> None:
+    """One histogram per recipe over the same bins, in the recipe's colour and labelled for ``ax.legend()``.
+
+    Args:
+        ax: matplotlib axes.
+        values: recipe -> its values (any shape; flattened).
+        bins, range: the shared bins.
+        density: normalise each histogram to unit area (recipes with different counts stay comparable).
+        filled: semi-transparent filled histograms (for a few overlapping distributions) instead of
+            outlines.
+
+    Raises:
+        ValueError: no recipes.
+    """
+    if not values:
+        raise ValueError("`values` is empty: give at least one recipe")
+    for k, (recipe, data) in enumerate(values.items()):
+        style = {"histtype": "stepfilled", "alpha": 0.45} if filled else {"histtype": "step", "lw": 1.8}
+        ax.hist(
+            _as_numpy(data).reshape(-1),
+            bins=bins,
+            range=range,
+            density=density,
+            color=recipe_color(recipe, k),
+            label=RECIPE_LABELS.get(recipe, recipe),
+            **style,
+        )
+
+
+def plot_recipe_scatter(
+    ax: Axes,
+    x: Mapping[str, Sequence[float] | np.ndarray | torch.Tensor],
+    y: Mapping[str, Sequence[float] | np.ndarray | torch.Tensor],
+    *,
+    size: float = 8,
+    alpha: float = 0.5,
+) -> dict[str, float]:
+    """Per recipe, ``y`` against ``x`` as a cloud of dots, its Pearson correlation r in the legend label.
+
+    Args:
+        ax: matplotlib axes.
+        x, y: recipe -> values of the same length (e.g. one per image).
+        size, alpha: the dots' size and opacity.
+
+    Returns:
+        recipe -> Pearson's r of its values (NaN when either is constant).
+
+    Raises:
+        ValueError: no recipes, recipes missing from ``y``, or values of different lengths.
+    """
+    if not x:
+        raise ValueError("`x` is empty: give at least one recipe")
+    if set(x) != set(y):
+        raise ValueError(f"`x` and `y` must have the same recipes, got {sorted(x)} and {sorted(y)}")
+    correlations = {}
+    for k, recipe in enumerate(x):
+        xs, ys = _as_numpy(x[recipe]).reshape(-1), _as_numpy(y[recipe]).reshape(-1)
+        if xs.size != ys.size or xs.size < 2:
+            raise ValueError(
+                f"recipe {recipe!r}: need two equally long arrays of >= 2 values, got {xs.size} and {ys.size}"
+            )
+        constant = xs.std() == 0 or ys.std() == 0
+        correlations[recipe] = float("nan") if constant else float(np.corrcoef(xs, ys)[0, 1])
+        label = f"{RECIPE_LABELS.get(recipe, recipe)} (r = {correlations[recipe]:.2f})"
+        ax.scatter(xs, ys, s=size, alpha=alpha, color=recipe_color(recipe, k), label=label)
+    return correlations
 
 
 def plot_similarity_matrix(
