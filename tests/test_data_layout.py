@@ -9,10 +9,9 @@ import pytest
 
 import salience_lib.data
 from salience_lib.data import LABELS, CsvEntry, CsvImageDataset, read_csv
+from salience_lib.data.layout import resolve_csv
 
 SIZE = 32
-
-
 
 
 def _lines(root: Path) -> list[str]:
@@ -84,3 +83,39 @@ def test_empty_split_and_empty_csv(root: Path) -> None:
     (root / "dataset.csv").write_text("\n\n")
     with pytest.raises(ValueError, match="contains no entries"):
         CsvImageDataset(root, "train")
+
+
+@pytest.mark.parametrize("spelling", ["./test/x.png", "test//x.png", "/test/x.png", "test/./x.png"])
+def test_duplicate_spellings_are_one_file(tmp_path: Path, spelling: str) -> None:
+    csv_path = tmp_path / "x.csv"
+    csv_path.write_text(f"test,Real,test/x.png\ntest,Real,other.png\ntest,Synthetic,{spelling}\n")
+    with pytest.raises(ValueError, match=r"x\.csv, line 3: duplicate path 'test/x\.png'.*\(first listed on line 1\)"):
+        read_csv(csv_path)
+
+
+def test_paths_are_normalised(tmp_path: Path) -> None:
+    csv_path = tmp_path / "x.csv"
+    csv_path.write_text("test,Real,.//test//a/./x.png\n")
+    assert read_csv(csv_path)[0].path == "test/a/x.png"
+
+
+def test_non_utf8_csv_names_file_and_line(tmp_path: Path) -> None:
+    csv_path = tmp_path / "latin.csv"
+    csv_path.write_bytes("train,Real,a.png\ntrain,Real,caf\u00e9.png\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.csv, line 2: not UTF-8 \(byte 0xe9 at column 15\)"):
+        read_csv(csv_path)
+
+
+def test_non_utf8_metadata_names_file_and_line(root: Path) -> None:
+    lines = (root / "metadata.csv").read_bytes().splitlines()
+    lines[3] += b"\xff"
+    (root / "metadata.csv").write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(ValueError, match=r"metadata\.csv, line 4: not UTF-8"):
+        CsvImageDataset(root, "train")
+
+
+def test_resolve_csv_is_absolute_or_relative_to_the_folder(tmp_path: Path) -> None:
+    assert resolve_csv(tmp_path) == tmp_path / "dataset.csv"
+    assert resolve_csv(tmp_path, "csvs/test.csv") == tmp_path / "csvs" / "test.csv"
+    assert resolve_csv(tmp_path / "Data", "../csvs/test.csv") == tmp_path / "Data" / ".." / "csvs" / "test.csv"
+    assert resolve_csv(tmp_path / "Data", tmp_path / "t.csv") == tmp_path / "t.csv"

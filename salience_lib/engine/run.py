@@ -14,6 +14,7 @@ single process, and rank 0 returns them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -49,6 +50,15 @@ class Measured:
     map_size: tuple[int, int]
 
 
+@contextlib.contextmanager
+def _naming(measure: str) -> Iterator[None]:
+    """Prefix a ValueError with the measure it arose in (:meth:`Engine.measure` adds the model)."""
+    try:
+        yield
+    except ValueError as err:
+        raise ValueError(f"measure {measure}: {err}") from err
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -57,9 +67,24 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 class Engine:
     """Measures models on one :class:`~salience_lib.engine.sources.Source` under one set of settings."""
 
-    def __init__(self, source: Source, settings: EngineSettings, context: dist_utils.Context) -> None:
+    def __init__(self, source: Source, settings: EngineSettings, context: dist_utils.Context,
+                 data: str | os.PathLike[str] | None = None) -> None:  # fmt: skip
+        """``data``: the folder ``source`` was opened from; given, a model that expects another image
+        side than ``source``'s (``Subject.image_size``, e.g. Inception-v3's 299 px) gets the data
+        decoded at its own side, unless ``settings.image_size`` fixes one for all."""
         self.source, self.settings, self.context = source, settings, context
         self.similarity = SIMILARITIES[settings.similarity]
+        self._data = data
+        self._sources = {tuple(source.description["image_size"]): source}
+
+    def _source_for(self, subject: Subject) -> Source:
+        """The source at ``subject``'s own image side (one per side, opened once; same images, groups, order)."""
+        if self._data is None or self.settings.image_size or not subject.image_size:
+            return self.source
+        side = (subject.image_size, subject.image_size)
+        if side not in self._sources:
+            self._sources[side] = open_source(self._data, self.settings, subject.image_size)
+        return self._sources[side]
 
     @property
     def _show(self) -> bool:
@@ -74,12 +99,13 @@ class Engine:
         """
         start = time.perf_counter()
         model = subject.load(self.context.device)
-        measures = ModelMeasures(subject, model, self.source, self.settings, self.similarity)
+        source = self._source_for(subject)
+        measures = ModelMeasures(subject, model, source, self.settings, self.similarity)
         try:
             if self.context.distributed:
-                measures.probe(self.source.dataset[0][0].to(self.context.device))
-            total = self.source.n_batches(self.context, self.settings.batch_size)
-            batches = self.source.batches(self.context, self.settings.batch_size, self.settings.num_workers)
+                measures.probe(source.dataset[0][0].to(self.context.device))
+            total = source.n_batches(self.context, self.settings.batch_size)
+            batches = source.batches(self.context, self.settings.batch_size, self.settings.num_workers)
             with tqdm(total=total, desc=subject.name, unit="batch", disable=not self._show, leave=False) as bar:
                 for batch in batches:
                     measures.update(batch)
@@ -93,6 +119,7 @@ class Engine:
         finally:
             measures.close()
         if result is not None:
+            result["image_size"] = list(source.description["image_size"])
             result["timing"] = {k: round(v, 3) for k, v in measures.timing.items()}
             result["timing"]["total"] = round(time.perf_counter() - start, 3)
         return Measured(result, measures.kept_maps(), measures.size or measures.native_size)
@@ -100,16 +127,23 @@ class Engine:
     # -- one model's numbers -------------------------------------------------------------------------
     def _result(self, subject: Subject, m: ModelMeasures) -> dict[str, Any] | None:
         """Every accumulator's ``compute()`` (collective: same order on every rank); rank 0 keeps them."""
-        entropy = {kind: acc.compute() for kind, acc in m.entropy.items()}
-        detection = m.detection.compute()
-        localisation = m.localisation.compute() if m.localisation is not None else None
-        annotation = m.annotation.compute()["agreement"] if m.annotation is not None else None
-        shift = self._shift(m)
+        with _naming("entropy"):
+            entropy = {kind: acc.compute() for kind, acc in m.entropy.items()}
+        with _naming("ground truth"):
+            detection = m.detection.compute()
+            localisation = m.localisation.compute() if m.localisation is not None else None
+        with _naming("annotation agreement"):
+            annotation = m.annotation.compute()["agreement"] if m.annotation is not None else None
+        with _naming("out_of_set (distribution shift)"):
+            shift = self._shift(m)
         out_of_set: dict[str, Any] = {"distribution_shift": shift}
         if m.curve is not None:
-            out_of_set["salt_and_pepper"] = m.curve.compute()
-        geometric = m.geometric.compute() if m.geometric is not None else None
-        degradation = {key: acc.compute() for key, acc in (m.single | m.deletion).items()} or None
+            with _naming("out_of_set (salt_and_pepper)"):
+                out_of_set["salt_and_pepper"] = m.curve.compute()
+        with _naming("geometric"):
+            geometric = m.geometric.compute() if m.geometric is not None else None
+        with _naming("degradation"):
+            degradation = {key: acc.compute() for key, acc in (m.single | m.deletion).items()} or None
         if degradation is not None:
             for key in m.deletion:
                 degradation[key]["fractions"] = list(m.deletion[key].fractions)
@@ -260,7 +294,7 @@ def evaluate(
     try:
         start = time.perf_counter()
         source = open_source(data, settings, common_image_size(subjects, settings))
-        engine = Engine(source, settings, context)
+        engine = Engine(source, settings, context, data=None if isinstance(data, Dataset) else data)
         measured = {subject.name: engine.measure(subject) for subject in subjects}
         cross = engine.cross_model(subjects, measured)
         if not context.is_main:

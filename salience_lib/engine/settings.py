@@ -19,7 +19,7 @@ from salience_lib.transforms import DEFAULT_TRANSFORMS
 __all__ = ["DEGRADATION_MODES", "ENGINE_VERSION", "MEASURES", "SPLITS", "EngineSettings", "SettingsError"]
 
 # Bump when a change of the engine changes the numbers for given settings (invalidates cached results).
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3  # 3: 16-bit images scaled, shift groups from folders, partial heatmaps
 SPLITS = ("train", "val", "test")
 MEASURES = ("entropy", "out_of_set", "geometric", "stability", "degradation")
 """The five measures (a)–(e); accuracy and the ground-truth checks (annotations, masks) come with every run."""
@@ -44,7 +44,9 @@ class EngineSettings:
         amp: ``none``, ``bf16`` or ``fp16`` autocast for Grad-CAM.
         limit: only the first ``limit`` images of the split (and of the non-face set).
         seed: seed of the salt-and-pepper noise and the random maps (drawn per image index).
-        in_set_groups: metadata groups whose mean map is the in-set reference of distribution shift.
+        in_set_groups: groups whose mean map is the in-set reference of distribution shift (metadata
+            groups, or folder groups ``<family>_aligned``; at the default and with folder groups
+            none of which is named, the Real images' groups).
         measures: which of :data:`MEASURES` to run (the clean pass always runs: entropy, accuracy,
             ground truth and the maps of stability cost nothing extra).
         batch_size, num_workers, device, progress: execution only; not part of a cache key (the

@@ -18,11 +18,17 @@ measure                     what it adds per image                              
 — 46 passes per image and model; a non-face image costs one pass (its clean map). The kept maps
 feed distribution shift after the pass (their similarity to the model's mean in-set map, which is
 only known then) and cross-run stability across models (:mod:`salience_lib.engine.run`).
+
+Never a silent wrong number (SPEC §9): the model's parameters are checked to be finite once, each
+batch's images to be finite and in [0, 1], and the clean pass's logits and maps to be finite (one
+host synchronisation each); any ValueError met on the way names the model, the measure and the images.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +38,9 @@ from torch import nn
 from salience_lib.engine.settings import DEGRADATION_MODES, EngineSettings
 from salience_lib.engine.sources import Batch, Source
 from salience_lib.engine.subjects import Subject
+from salience_lib.imaging import check_unit_images, outside_unit_range
 from salience_lib.inference import probabilities
-from salience_lib.maps import minmax_normalise, resize_maps
+from salience_lib.maps import check_finite, minmax_normalise, resize_maps
 from salience_lib.measures.accumulator import ValuesAccumulator
 from salience_lib.measures.degradation import (
     DegradationAccumulator,
@@ -92,6 +99,7 @@ class ModelMeasures:
         self.subject, self.model, self.source, self.settings, self.similarity = (
             subject, model, source, settings, similarity,
         )
+        self._check_parameters()
         self.cam = GradCAM(model, autocast_dtype=amp_dtype(settings.amp))
         self.size = None if settings.map_size is None else (settings.map_size, settings.map_size)
         self.explainer = self.cam.at(self.size)
@@ -114,6 +122,60 @@ class ModelMeasures:
         ) else {}
         self.timing: dict[str, float] = {}
         self._kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    # -- checks -------------------------------------------------------------------------------------
+    def _check_parameters(self) -> None:
+        """Refuse a model whose parameters hold NaN or inf (one synchronisation, once per model)."""
+        named = [(name, p) for name, p in self.model.named_parameters() if p.is_floating_point()]
+        if not named:
+            return
+        device = named[0][1].device
+        flags = torch.stack([torch.isfinite(p.detach()).all().to(device) for _, p in named]).tolist()
+        bad = [name for (name, _), ok in zip(named, flags, strict=True) if not ok]
+        if bad:
+            shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+            raise ValueError(
+                f"model {self.subject.name}, measure all: its weights contain NaN or inf ({len(bad)} of "
+                f"{len(named)} parameters: {shown}); every measure would be meaningless"
+            )
+
+    def _images(self, batch: Batch, bad: torch.Tensor) -> str:
+        """The images of ``batch`` at the ``(B,)`` bool ``bad``, by global index and path where known."""
+        dataset, offset = (self.source.nonface, self.source.n) if batch.nonface else (self.source.dataset, 0)
+        paths = getattr(dataset, "paths", None)
+        chosen = batch.index[bad].tolist()
+        names = [f"#{i} ({paths[i - offset]})" if paths is not None else f"#{i}" for i in chosen[:4]]
+        return f"image{'s' if len(chosen) > 1 else ''} " + ", ".join(names) + (", ..." if len(chosen) > 4 else "")
+
+    @contextlib.contextmanager
+    def _measuring(self, measure: str, batch: Batch) -> Iterator[None]:
+        """Re-raise a ValueError as one naming the model, the measure and the batch's images."""
+        try:
+            yield
+        except ValueError as err:
+            first, last = batch.index[0].item(), batch.index[-1].item()
+            raise ValueError(
+                f"model {self.subject.name}, measure {measure}: {err} (in the batch of images #{first}–#{last})"
+            ) from err
+
+    def _check_inputs(self, batch: Batch) -> None:
+        """Each batch from the data: images finite and in [0, 1] (one synchronisation)."""
+        try:
+            check_unit_images(batch.images)
+        except ValueError as err:
+            images = self._images(batch, outside_unit_range(batch.images))
+            raise ValueError(f"model {self.subject.name}, measure all (input check): {images}: {err}") from err
+
+    def _check_clean(self, batch: Batch, logits: torch.Tensor, maps: torch.Tensor) -> None:
+        """The clean pass, which every measure uses: logits and maps finite (one synchronisation)."""
+        try:
+            check_finite(("the model's logits", logits), ("its Grad-CAM maps", maps))
+        except ValueError as err:
+            bad = ~(torch.isfinite(logits).all(dim=1) & torch.isfinite(maps).flatten(1).all(dim=1))
+            raise ValueError(
+                f"model {self.subject.name}, measure all (clean Grad-CAM pass): {self._images(batch, bad)}: "
+                f"{err}; the images are finite, so the weights or the model's arithmetic are not"
+            ) from err
 
     # -- the per-batch update -----------------------------------------------------------------------
     def _timed(self, name: str, start: float) -> float:
@@ -139,8 +201,10 @@ class ModelMeasures:
     def update(self, batch: Batch) -> None:
         """Measure one batch (its clean pass is shared by every measure)."""
         start = time.perf_counter()
+        self._check_inputs(batch)
         explained = self.cam.explain(batch.images)
         native, clean = explained.maps, probabilities(explained.logits)
+        self._check_clean(batch, explained.logits, native)
         if self.native_size is None:
             self._check_size(native)
         maps = maps_at(native, self.size)
@@ -148,32 +212,43 @@ class ModelMeasures:
         if batch.nonface:
             self._timed("clean", start)
             return
-        for acc in self.entropy.values():
-            acc.update(maps)
-        self.detection.update(clean, batch.labels, batch.group, batch.shortcut)
-        if self.localisation is not None and batch.mask is not None:
-            self.localisation.update(maps, batch.mask, batch.group)
-        if self.annotation is not None and batch.annotation is not None:
-            self.annotation.update("agreement", agreement_with_reference(maps, batch.annotation, self.similarity))
+        with self._measuring("entropy", batch):
+            for acc in self.entropy.values():
+                acc.update(maps)
+        with self._measuring("ground truth", batch):
+            self.detection.update(clean, batch.labels, batch.group, batch.shortcut)
+            if self.localisation is not None and batch.mask is not None:
+                self.localisation.update(maps, batch.mask, batch.group)
+        if self.annotation is not None and batch.annotation is not None and bool(batch.annotated.any()):
+            keep = batch.annotated  # images without a heatmap carry NaN maps: never measured
+            with self._measuring("annotation agreement", batch):
+                agreement = agreement_with_reference(maps[keep], batch.annotation[keep], self.similarity)
+                self.annotation.update("agreement", agreement)
         if bool(batch.in_set.any()):
-            self.mean_map.update(maps[batch.in_set])
+            with self._measuring("out_of_set (distribution shift)", batch):
+                self.mean_map.update(maps[batch.in_set])
         start = self._timed("clean", start)
         shared = {"clean_maps": maps, "clean_probabilities": clean}
         if self.curve is not None:
             family = dist_utils.indexed_salt_and_pepper(batch.index, self.settings.seed)
-            self.curve.update(
-                perturbation_curve(
-                    self.model, self.explainer, batch.images, family, SALT_AND_PEPPER_FRACTIONS, self.similarity,
-                    **shared,
+            with self._measuring("out_of_set (salt_and_pepper)", batch):
+                self.curve.update(
+                    perturbation_curve(
+                        self.model, self.explainer, batch.images, family, SALT_AND_PEPPER_FRACTIONS,
+                        self.similarity, **shared,
+                    )
                 )
-            )
             start = self._timed("out_of_set", start)
         if self.geometric is not None:
-            scores = geometric_consistency(self.explainer, batch.images, similarity=self.similarity, clean_maps=maps)
-            self.geometric.update(scores)
+            with self._measuring("geometric", batch):
+                scores = geometric_consistency(
+                    self.explainer, batch.images, similarity=self.similarity, clean_maps=maps
+                )
+                self.geometric.update(scores)
             start = self._timed("geometric", start)
         if self.single:
-            self._degrade(batch, maps, clean, shared)
+            with self._measuring("degradation", batch):
+                self._degrade(batch, maps, clean, shared)
             self._timed("degradation", start)
 
     def _random_maps(self, index: torch.Tensor) -> torch.Tensor:

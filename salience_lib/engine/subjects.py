@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from salience_lib.models.checkpoints import unwrap_model
 from salience_lib.models.runs import MODEL_FILE, SIDECAR_FILE, find_runs, load_model, read_sidecar
 from salience_lib.runtime.files import file_sha256, json_sha256
 
@@ -55,7 +56,7 @@ def _weights_fingerprint(module: nn.Module) -> str:
     for name, tensor in sorted(module.state_dict().items()):
         cpu = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}:{tuple(cpu.shape)}:{cpu.dtype}".encode())
-        digest.update(cpu.view(torch.uint8).numpy().tobytes() if cpu.numel() else b"")
+        digest.update(cpu.reshape(-1).view(torch.uint8).numpy().tobytes() if cpu.numel() else b"")  # 0-d too
     return digest.hexdigest()
 
 
@@ -69,8 +70,9 @@ def _from_module(name: str, module: nn.Module) -> Subject:
         return module.to(device).eval()
 
     info = {"recipe": recipe, "seed": seed if recipe != name else None, "module": type(module).__name__}
-    size = getattr(module, "input_size", None)  # a load_checkpoint model knows the side it expects
-    return Subject(name, recipe, info, load, lambda: _weights_fingerprint(module), size)
+    bare = unwrap_model(module)  # DataParallel / torch.compile: the wrapped model's size and weights
+    size = getattr(bare, "input_size", None)  # a load_checkpoint model knows the side it expects
+    return Subject(name, recipe, info, load, lambda: _weights_fingerprint(bare), size)
 
 
 def _recipe_label(side: dict[str, Any], name: str) -> str:
