@@ -1,7 +1,10 @@
 """Batched image operations on the device: Gaussian blur, noise, and the spatially varying blur.
 
 Images are ``(B, C, H, W)`` floating tensors with values in [0, 1]; models normalise internally.
-Geometric transforms with validity masks live in :mod:`salience_lib.transforms`.
+Every function here that perturbs images refuses others (:func:`check_unit_images`): salt and pepper
+are 0 and 1, noise is clipped to [0, 1], and a 0–255 or ImageNet-normalised batch would be measured
+as nonsense with saturated probabilities. Geometric transforms with validity masks live in
+:mod:`salience_lib.transforms`.
 """
 
 from __future__ import annotations
@@ -11,17 +14,20 @@ import math
 import torch
 import torch.nn.functional as F
 
-from salience_lib.maps import minmax_normalise, resize_maps
+from salience_lib.maps import check_finite, minmax_normalise, resize_maps
 
 __all__ = [
     "BLUR_TILES",
+    "UNIT_TOLERANCE",
     "band_matrix",
     "blur_levels",
     "blur_matrix",
     "check_images",
+    "check_unit_images",
     "gaussian_blur",
     "gaussian_kernel1d",
     "gaussian_noise",
+    "outside_unit_range",
     "salt_and_pepper",
     "spatially_varying_blur",
 ]
@@ -37,6 +43,48 @@ def check_images(images: object, name: str = "images") -> torch.Tensor:
         raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {images.dtype}")
     if images.shape[0] == 0:
         raise ValueError(f"`{name}` must contain at least one image, got batch size 0")
+    return images
+
+
+#: How far outside [0, 1] an image value may lie (float rounding of a resize or a blur), at least.
+UNIT_TOLERANCE = 1e-6
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    return max(UNIT_TOLERANCE, torch.finfo(dtype).eps)
+
+
+def outside_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: which images hold a NaN, an inf or a value outside [0, 1] (beyond float rounding)."""
+    tolerance = _tolerance(images.dtype)
+    flat = images.detach().flatten(1)
+    return ~(torch.isfinite(flat) & (flat >= -tolerance) & (flat <= 1 + tolerance)).all(dim=1)
+
+
+def check_unit_images(images: object, name: str = "images") -> torch.Tensor:
+    """:func:`check_images`, and every value finite and in [0, 1] (to float rounding); raise naming ``name``.
+
+    The one range check of the library: every function that perturbs images and the engine's input
+    call it. One host synchronisation (the batch's min and max).
+
+    Raises:
+        TypeError, ValueError: see :func:`check_images`; NaN or inf values, or values outside
+            [0, 1] such as 0–255 floats or an already normalised batch (the message says which images).
+    """
+    images = check_images(images, name)
+    lo, hi = torch.stack(torch.aminmax(images.detach())).float().tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        check_finite((f"`{name}`", images))  # names the images; NaN reaches min and max
+    tolerance = _tolerance(images.dtype)
+    if lo < -tolerance or hi > 1 + tolerance:
+        rows = outside_unit_range(images).nonzero()[:, 0].tolist()
+        shown = ", ".join(str(r) for r in rows[:8]) + (", ..." if len(rows) > 8 else "")
+        hint = " (0–255 values: divide by 255)" if hi > 2 and lo >= -tolerance else ""
+        raise ValueError(
+            f"`{name}` must hold values in [0, 1], got values from {lo:.4g} to {hi:.4g}{hint} in {len(rows)} of "
+            f"{images.shape[0]} images (batch positions {shown}): pass images in [0, 1] and normalise inside "
+            "the model (e.g. load_checkpoint(normalize=...))"
+        )
     return images
 
 
@@ -74,14 +122,21 @@ def blur_matrix(n: int, sigma: float, truncate: float = 4.0, dtype: torch.dtype 
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """Separable Gaussian blur of every channel with edge-replicate borders.
+    """Separable Gaussian blur of every channel with edge-replicate borders; images in [0, 1].
 
     Equal to ``scipy.ndimage.gaussian_filter(x, (0, 0, σ, σ), mode="nearest", truncate=truncate)``.
     Computed as two matrix products with :func:`blur_matrix` (``T_H · X · T_Wᵀ``): a dense GEMM does
     more multiply-adds than a ``2r+1``-tap convolution, but runs them far faster than a
     single-channel ``conv2d`` does, on CPU and GPU alike. ``σ = 0`` returns the input unchanged.
+
+    Raises:
+        ValueError: images outside [0, 1] or not finite (:func:`check_unit_images`), a bad ``sigma``.
     """
-    images = check_images(images)
+    return _gaussian_blur(check_unit_images(images), sigma, truncate)
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """:func:`gaussian_blur` of any ``(B, C, H, W)`` values (maps, already checked images)."""
     if int(truncate * float(sigma) + 0.5) == 0:
         gaussian_kernel1d(float(sigma), truncate)  # validates sigma
         return images
@@ -104,12 +159,15 @@ def salt_and_pepper(
     (Crum et al. 2023, §IV-B): fractions 0 … 1 of the pixels.
 
     Args:
-        images: ``(B, C, H, W)``.
+        images: ``(B, C, H, W)`` in [0, 1].
         fraction: share of pixels replaced, in [0, 1].
         generator: optional ``torch.Generator`` on the images' device, for reproducibility.
-        low, high: the "pepper" and "salt" values in the images' value range.
+        low, high: the "pepper" and "salt" values.
+
+    Raises:
+        ValueError: images outside [0, 1] or not finite (:func:`check_unit_images`), a bad ``fraction``.
     """
-    images = check_images(images)
+    images = check_unit_images(images)
     if not 0.0 <= float(fraction) <= 1.0:
         raise ValueError(f"`fraction` must lie in [0, 1], got {fraction}")
     batch, _, height, width = images.shape
@@ -132,8 +190,12 @@ def salt_and_pepper(
 def gaussian_noise(
     images: torch.Tensor, sigma: float, generator: torch.Generator | None = None, clip: bool = True
 ) -> torch.Tensor:
-    """Add i.i.d. Gaussian noise of standard deviation ``sigma`` (then clip to [0, 1] unless told not to)."""
-    images = check_images(images)
+    """Add i.i.d. Gaussian noise of standard deviation ``sigma`` (then clip to [0, 1] unless told not to).
+
+    Raises:
+        ValueError: images outside [0, 1] or not finite (:func:`check_unit_images`), ``sigma < 0``.
+    """
+    images = check_unit_images(images)
     if sigma < 0:
         raise ValueError(f"`sigma` must be >= 0, got {sigma}")
     noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
@@ -154,7 +216,7 @@ def blur_levels(
     """
     upsampled = resize_maps(maps.float(), size)
     if smoothing_sigma > 0:
-        upsampled = gaussian_blur(upsampled[:, None], smoothing_sigma)[:, 0]
+        upsampled = _gaussian_blur(upsampled[:, None], smoothing_sigma)[:, 0]
     scaled = minmax_normalise(upsampled)
     return torch.round(scaled * (n_levels - 1)).long()
 
@@ -231,11 +293,14 @@ def spatially_varying_blur(images: torch.Tensor, sigma_per_level: torch.Tensor, 
     radius 0 keep the pixel unchanged. Work is a few batched products per level, no per-image loop.
 
     Args:
-        images: ``(B, C, H, W)``.
+        images: ``(B, C, H, W)`` in [0, 1].
         sigma_per_level: ``(L,)`` σ in pixels for each level.
         levels: ``(B, H, W)`` integer tensor with values in ``[0, L)``.
+
+    Raises:
+        ValueError: images outside [0, 1] or not finite (:func:`check_unit_images`), bad ``levels``.
     """
-    images = check_images(images)
+    images = check_unit_images(images)
     batch, channels, height, width = images.shape
     if levels.shape != (batch, height, width):
         raise ValueError(f"`levels` must have shape (B, H, W) = {(batch, height, width)}, got {tuple(levels.shape)}")
@@ -264,7 +329,7 @@ def spatially_varying_blur(images: torch.Tensor, sigma_per_level: torch.Tensor, 
         if cost > whole_image_cost:  # the level is everywhere: blur the whole image (two GEMMs)
             inside = (levels[:, :height, :width] == level)[:, None]
             visible = out[:, :, :height, :width]
-            torch.where(inside, gaussian_blur(images, sigmas[level]), visible, out=visible)
+            torch.where(inside, _gaussian_blur(images, sigmas[level]), visible, out=visible)
             continue
         b, ty, tx = active.nonzero(as_tuple=True)
         span = tile + 2 * radius

@@ -1,7 +1,9 @@
 """Salience-map conventions shared by every module: validation, min–max normalisation, resizing.
 
 A batch of maps is a floating tensor of shape ``(B, H, W)``. Normalised maps lie in [0, 1] per map;
-a map without spatial variation (all zero, or constant) normalises to all zero, never NaN.
+a map without spatial variation (all zero, or constant) normalises to all zero, never NaN. A map
+that contains NaN or inf stays non-finite when normalised (never zeros that would score as "perfect"),
+and :func:`check_maps` / :func:`check_finite` turn it into an error.
 """
 
 from __future__ import annotations
@@ -9,8 +11,33 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_maps", "check_pair", "match_size", "minmax_normalise", "pixel_ranks", "resize_maps",
-           "top_fraction_mask"]
+__all__ = ["check_finite", "check_maps", "check_pair", "match_size", "minmax_normalise", "pixel_ranks",
+           "resize_maps", "top_fraction_mask"]
+
+
+def _bad_rows(tensor: torch.Tensor) -> str:
+    """The batch positions whose entries are not all finite, for an error message (error path only)."""
+    rows = (~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(dim=1).nonzero()[:, 0].tolist()
+    shown = ", ".join(str(r) for r in rows[:8]) + (", ..." if len(rows) > 8 else "")
+    return f"{len(rows)} of {tensor.shape[0]} images (batch positions {shown})"
+
+
+def check_finite(*named: tuple[str, torch.Tensor]) -> None:
+    """Raise a ValueError naming the first of ``(what, tensor)`` pairs that holds NaN or inf.
+
+    All tensors are checked with one host synchronisation; the message says which batch positions
+    (first dimension) are affected, e.g. "the model's logits contain NaN or inf for 1 of 4 images".
+
+    Raises:
+        ValueError: a tensor with a NaN or infinite entry.
+    """
+    if not named:
+        return
+    flags = torch.stack([torch.isfinite(t).all().to(named[0][1].device) for _, t in named]).tolist()
+    for (what, tensor), ok in zip(named, flags, strict=True):
+        if not ok:
+            where = f" for {_bad_rows(tensor)}" if tensor.ndim > 0 and tensor.shape[0] > 0 else ""
+            raise ValueError(f"{what} contain NaN or inf values{where}")
 
 
 def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> torch.Tensor:
@@ -28,9 +55,8 @@ def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> torc
         raise ValueError(f"`{name}` must have shape (B, H, W), got shape {tuple(maps.shape)}")
     if maps.numel() == 0:
         raise ValueError(f"`{name}` must not be empty, got shape {tuple(maps.shape)}")
-    # One vectorised pass: NaN propagates into min and max, +inf is the max, -inf the min.
-    if finite and not bool(torch.isfinite(torch.stack(torch.aminmax(maps))).all()):
-        raise ValueError(f"`{name}` contains NaN or inf values")
+    if finite:
+        check_finite((f"`{name}`", maps))
     return maps
 
 
@@ -50,7 +76,9 @@ def minmax_normalise(maps: torch.Tensor, mask: torch.Tensor | None = None) -> to
 
     Differentiable (used inside the CYBORG loss). A map whose range is zero becomes all zero.
     With a boolean ``mask`` of shape ``(B, H, W)`` (or broadcastable), min and max are taken over the
-    valid pixels only and invalid pixels are set to zero.
+    valid pixels only and invalid pixels are set to zero; a map with no valid pixel becomes all zero.
+    A map with a NaN or inf (valid) pixel comes out NaN — never zeros, which every measure would
+    score as "perfect"; :func:`check_maps` then names it. No host synchronisation.
 
     Args:
         maps: ``(B, H, W)`` tensor (any float dtype; computed in float32 or wider).
@@ -64,13 +92,16 @@ def minmax_normalise(maps: torch.Tensor, mask: torch.Tensor | None = None) -> to
         valid = mask.expand_as(maps).flatten(1)
         lo = torch.where(valid, flat, torch.full_like(flat, float("inf"))).amin(dim=1)
         hi = torch.where(valid, flat, torch.full_like(flat, float("-inf"))).amax(dim=1)
-        lo = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))
-        hi = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
+        any_valid = valid.any(dim=1)
+        lo = torch.where(any_valid, lo, torch.zeros_like(lo))
+        hi = torch.where(any_valid, hi, torch.zeros_like(hi))
     span = (hi - lo)[:, None, None]
     safe = torch.where(span > 0, span, torch.ones_like(span))
-    out = torch.where(span > 0, (maps - lo[:, None, None]) / safe, torch.zeros_like(maps))
+    # `span <= 0` (a flat map) gives zeros; a NaN span (NaN or inf in the map) is not <= 0 and
+    # propagates NaN through `(maps - lo) / safe`, as does an inf span through inf / inf.
+    out = torch.where(span <= 0, torch.zeros_like(maps), (maps - lo[:, None, None]) / safe)
     if mask is not None:
-        out = out * mask.expand_as(maps).to(out.dtype)
+        out = torch.where(mask.expand_as(maps), out, torch.zeros_like(out))
     return out
 
 

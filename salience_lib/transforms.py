@@ -3,7 +3,10 @@
 A transform maps ``(B, C, H, W) -> ((B, C, H', W'), valid (B, H', W') bool)``; ``valid`` is False
 where the transform brought a pixel in from outside the image (shift padding, rotation corners,
 zoom-out borders). Applying the same transform to images and to salience maps is what geometric
-consistency compares (:mod:`salience_lib.measures.geometric`).
+consistency compares (:mod:`salience_lib.measures.geometric`). The transforms take any values (they
+move pixels, with border replication or bilinear resampling, and never create values outside the
+input's range), so maps pass through them too; the measure checks that its images lie in [0, 1]
+(:func:`salience_lib.imaging.check_unit_images`).
 
 Names accepted by :func:`get_transform`: ``hflip``, ``vflip``, ``rot90`` (counter-clockwise),
 ``rot-90``, ``shift_n``, ``shift_ne``, ``shift_e``, ``shift_se``, ``shift_s``, ``shift_sw``,

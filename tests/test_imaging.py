@@ -143,3 +143,57 @@ def test_gaussian_noise_statistics():
     noisy = gaussian_noise(images, 0.1, torch.Generator().manual_seed(0))
     assert abs(float((noisy - images).std()) - 0.1) < 0.01
     assert noisy.min() >= 0 and noisy.max() <= 1
+
+
+# -- images outside [0, 1] or with NaN are refused by every perturbation (SPEC §9) ---------------------
+
+_LEVELS = torch.zeros(2, 8, 8, dtype=torch.long)
+PERTURBATIONS = {
+    "salt_and_pepper": lambda x: salt_and_pepper(x, 0.1, torch.Generator().manual_seed(0)),
+    "gaussian_noise": lambda x: gaussian_noise(x, 0.1, torch.Generator().manual_seed(0)),
+    "gaussian_blur": lambda x: gaussian_blur(x, 1.0),
+    "spatially_varying_blur": lambda x: spatially_varying_blur(x, torch.tensor([2.0]), _LEVELS),
+}
+OUT_OF_RANGE = {
+    "0_255": torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 255,
+    "imagenet_normalised": (torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) - 0.45) / 0.225,
+}
+
+
+def test_0_255_images_are_rejected_by_salt_and_pepper():
+    """0–255 floats used to get "salt" = 1 and "pepper" = 0: a nearly black image, measured as noise."""
+    with pytest.raises(ValueError, match=r"\[0, 1\].*divide by 255.*normalise inside the model"):
+        salt_and_pepper(torch.rand(2, 3, 8, 8) * 255, 0.1)
+
+
+@pytest.mark.parametrize("kind", OUT_OF_RANGE)
+@pytest.mark.parametrize("name", PERTURBATIONS)
+def test_images_outside_unit_range_are_rejected_by_every_perturbation(name, kind):
+    with pytest.raises(ValueError, match=r"`images` must hold values in \[0, 1\].*load_checkpoint\(normalize="):
+        PERTURBATIONS[name](OUT_OF_RANGE[kind])
+
+
+@pytest.mark.parametrize("name", PERTURBATIONS)
+def test_nan_pixel_is_rejected_by_every_perturbation(name):
+    images = torch.rand(2, 3, 8, 8)
+    images[1, 2, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match=r"`images` contain NaN or inf values for 1 of 2 images \(batch positions 1\)"):
+        PERTURBATIONS[name](images)
+
+
+@pytest.mark.parametrize("name", PERTURBATIONS)
+def test_unit_range_check_tolerates_float_rounding(name):
+    images = torch.rand(2, 3, 8, 8)
+    images[0, 0, 0, 0], images[1, 0, 0, 0] = 1 + 5e-7, -5e-7
+    assert PERTURBATIONS[name](images).shape == images.shape
+
+
+def test_unit_range_check_says_which_images():
+    from salience_lib.imaging import check_unit_images, outside_unit_range
+
+    images = torch.rand(4, 3, 8, 8)
+    images[2] *= 255
+    assert outside_unit_range(images).tolist() == [False, False, True, False]
+    assert check_unit_images(images[:2]) is not None
+    with pytest.raises(ValueError, match=r"in 1 of 4 images \(batch positions 2\)"):
+        check_unit_images(images)

@@ -81,3 +81,42 @@ def test_top_fraction_mask_with_precomputed_ranks_is_the_same():
     for q in (0.0, 0.1, 0.5, 1.0):
         assert torch.equal(top_fraction_mask(maps, q, minimum=0, ranks=ranks), top_fraction_mask(maps, q, minimum=0))
     assert int(ranks[0].min()) == 0 and int(ranks[0].max()) == 34
+
+
+# -- NaN / inf never become zeros (SPEC §9) ------------------------------------------------------------
+
+
+def test_minmax_keeps_a_nan_map_nan_never_zeros():
+    """A NaN pixel used to give an all-zero map (span NaN → "flat"), which every measure scores as perfect."""
+    maps = torch.rand(3, 5, 5)
+    maps[0, 2, 2] = float("nan")
+    maps[1, 0, 0] = float("inf")
+    out = minmax_normalise(maps)
+    assert torch.isnan(out[0]).all() and not torch.isfinite(out[1]).all()
+    assert torch.isfinite(out[2]).all() and out[2].max() == 1
+    with pytest.raises(ValueError, match=r"NaN or inf values for 2 of 3 images \(batch positions 0, 1\)"):
+        check_maps(out)
+
+
+def test_minmax_with_mask_propagates_nan_of_valid_pixels_only():
+    maps = torch.rand(3, 4, 4)
+    mask = torch.ones(3, 4, 4, dtype=torch.bool)
+    maps[0, 1, 1] = float("nan")  # valid: the map is broken
+    maps[1, 0, 0] = float("nan")  # invalid (masked out): ignored
+    mask[1, 0, 0] = False
+    mask[2] = False  # no valid pixel at all: zeros, as before
+    out = minmax_normalise(maps, mask)
+    assert torch.isnan(out[0]).any()
+    assert torch.isfinite(out[1]).all() and out[1].max() == 1 and out[1, 0, 0] == 0
+    assert torch.equal(out[2], torch.zeros(4, 4))
+
+
+def test_check_finite_names_what_and_which_images():
+    from salience_lib.maps import check_finite
+
+    logits = torch.zeros(4, 2)
+    logits[3, 1] = float("nan")
+    check_finite(("the maps", torch.zeros(4, 3, 3)))
+    with pytest.raises(ValueError, match=r"^the model's logits contain NaN or inf values for 1 of 4 images \(batch "
+                                         r"positions 3\)$"):
+        check_finite(("the maps", torch.zeros(4, 3, 3)), ("the model's logits", logits))

@@ -5,6 +5,7 @@ from salience_lib.measures.degradation import (
     DegradationAccumulator,
     DeletionAccumulator,
     degradation_effect,
+    deletion_blur,
     deletion_curve,
     level_sigmas,
     random_maps,
@@ -129,3 +130,53 @@ def test_precomputed_clean_maps_and_probabilities_give_the_same_result(images):
         degradation_effect(model, cam, images, clean_maps=maps[:2])
     with pytest.raises(ValueError, match=r"`clean_probabilities` must have shape \(6, classes\)"):
         deletion_curve(model, maps, images, clean_probabilities=clean[:, 0])
+
+
+# -- NaN, out-of-range images and mismatched batches are errors (SPEC §9) ----------------------------
+
+
+def _nan_weights() -> TinyCNN:
+    model = TinyCNN()
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    return model
+
+
+DEGRADATIONS = {
+    "salience_guided_blur": lambda x, maps: salience_guided_blur(x, maps),
+    "degradation_effect": lambda x, maps: degradation_effect(TinyCNN(), lambda y: y.mean(dim=1), x, maps=maps),
+    "deletion_curve": lambda x, maps: deletion_curve(TinyCNN(), maps, x),
+    "deletion_blur": lambda x, maps: deletion_blur(x),
+}
+
+
+@pytest.mark.parametrize("name", DEGRADATIONS)
+def test_0_255_images_are_rejected_by_blur_and_degradation(images, name):
+    """0–255 or normalised images used to be blurred and scored: the model's probabilities saturate."""
+    maps = torch.rand(images.shape[0], 8, 8)
+    for bad in (images * 255, (images - 0.45) / 0.225):
+        with pytest.raises(ValueError, match=r"must hold values in \[0, 1\].*load_checkpoint\(normalize="):
+            DEGRADATIONS[name](bad, maps)
+
+
+@pytest.mark.parametrize("name", DEGRADATIONS)
+def test_nan_pixel_is_rejected_by_blur_and_degradation(images, name):
+    broken = images.clone()
+    broken[2, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"`images` contain NaN or inf values for 1 of 6 images \(batch positions 2\)"):
+        DEGRADATIONS[name](broken, torch.rand(images.shape[0], 8, 8))
+
+
+def test_deletion_curve_batch_mismatch_names_both_shapes(images):
+    """Maps for 4 images and 6 images used to fail deep inside torch.where with a broadcast error."""
+    with pytest.raises(ValueError, match=r"maps of shape \(4, 8, 8\) and images of shape \(6, 3, 32, 32\)"):
+        deletion_curve(TinyCNN(), torch.rand(4, 8, 8), images)
+
+
+def test_nan_weights_are_an_error_not_a_score_in_degradation(images):
+    """NaN weights used to give zero maps and NaN probabilities: a "result" with no error."""
+    model = _nan_weights()
+    with pytest.raises(ValueError, match=r"the model's logits on the clean images contain NaN"):
+        degradation_effect(model, GradCAM(model).at(None), images)
+    with pytest.raises(ValueError, match=r"probabilities on the clean images contain NaN or inf values for 6 of 6"):
+        deletion_curve(model, torch.rand(6, 8, 8), images)

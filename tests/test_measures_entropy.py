@@ -80,3 +80,31 @@ def test_accumulator_merge_equals_one_pass_and_counts_zero_maps():
     assert whole.count == 0
     with pytest.raises(ValueError, match="nothing to summarise"):
         whole.compute()
+
+
+# -- NaN never becomes a score (SPEC §9) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["histogram", "spatial"])
+def test_nan_pixel_is_an_error_not_zero_entropy(kind):
+    """A NaN pixel used to give an all-zero Grad-CAM map: entropy −0.0 (histogram) or 1 (spatial), no error."""
+    from salience_lib.salience import GradCAM
+    from tests.helpers import TinyCNN
+
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    images[0, 1, 5, 5] = float("nan")
+    maps = GradCAM(TinyCNN())(images)
+    with pytest.raises(ValueError, match=r"`maps` contain NaN or inf values for 1 of 2 images \(batch positions 0\)"):
+        salience_entropy(maps, kind)
+
+
+def test_nan_weights_are_an_error_not_a_perfect_score():
+    from salience_lib.salience import GradCAM
+    from tests.helpers import TinyCNN
+
+    model = TinyCNN()
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    maps = GradCAM(model)(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="NaN"):
+        EntropyAccumulator("histogram").update(maps)

@@ -54,3 +54,28 @@ def test_accumulator_merge(images):
     assert a.merge(b).compute() == c.compute()
     with pytest.raises(ValueError, match="do not match"):
         c.update({"vflip": whole["hflip"]})
+
+
+# -- NaN and out-of-range images never become scores (SPEC §9) ---------------------------------------
+
+
+def test_nan_pixel_is_an_error_not_a_perfect_consistency(images):
+    """A NaN pixel used to give all-zero maps, which score 1.0 on every transform."""
+    broken = images.clone()
+    broken[1, 0, 4, 4] = float("nan")
+    cam = GradCAM(TinyCNN()).at(None)
+    with pytest.raises(ValueError, match=r"`images` contain NaN or inf values for 1 of 3 images \(batch positions 1\)"):
+        geometric_consistency(cam, broken, ["hflip"])
+
+
+def test_nan_weights_are_an_error_not_a_perfect_consistency(images):
+    model = TinyCNN()
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"explainer output on the clean images.*NaN"):
+        geometric_consistency(GradCAM(model).at(None), images, ["hflip"])
+
+
+def test_0_255_images_are_rejected_by_geometric_consistency(images):
+    with pytest.raises(ValueError, match=r"must hold values in \[0, 1\].*normalise inside the model"):
+        geometric_consistency(channel_mean, images * 255, ["hflip"])

@@ -113,3 +113,54 @@ def test_distribution_shift_tools(images):
     with pytest.raises(ValueError, match="no in-set image"):
         MeanMapAccumulator((8, 8)).compute()
     assert salience_entropy(maps).shape == (6,)
+
+
+# -- NaN and out-of-range images never become scores (SPEC §9) ---------------------------------------
+
+
+def _nan_weights() -> TinyCNN:
+    model = TinyCNN()
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    return model
+
+
+def test_nan_weights_are_an_error_not_a_perfect_score(images):
+    """NaN weights used to give all-zero maps: similarity 1.0 at every severity, AUC 1, no error."""
+    model = _nan_weights()
+    with pytest.raises(ValueError, match=r"the model's logits on the clean images contain NaN or inf values for 4"):
+        perturbation_curve(model, GradCAM(model).at(None), images)
+
+
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_nan_logits_are_an_error_even_when_maps_are_finite(images, one_pass):
+    """A NaN bias leaves the gradients (and channel_mean) finite; the logits are NaN: an error naming them."""
+    model = TinyCNN()
+    with torch.no_grad():
+        model.fc.bias[1] = float("nan")
+    explainer = GradCAM(model).at(None) if one_pass else channel_mean
+    with pytest.raises(ValueError, match=r"the model's (logits|probabilities) on the clean images contain NaN"):
+        perturbation_curve(model, explainer, images)
+
+
+def test_nan_in_a_perturbed_pass_names_the_family_and_severity(images):
+    def poison(x: torch.Tensor, severity: float, generator: object = None) -> torch.Tensor:
+        return x if severity < 0.5 else x.clone().fill_(float("nan"))
+
+    model = TinyCNN()
+    with pytest.raises(ValueError, match=r"on the poison images at severity 0\.5 contain NaN"):
+        perturbation_curve(model, GradCAM(model).at(None), images, poison, (0.0, 0.5))
+
+
+def test_0_255_images_are_rejected_by_salt_and_pepper(images):
+    """0–255 floats used to be accepted: salt 1.0 and pepper 0.0 in an image whose white is 255."""
+    with pytest.raises(ValueError, match=r"must hold values in \[0, 1\].*normalise inside the model"):
+        salt_and_pepper(images * 255, 0.1)
+
+
+@pytest.mark.parametrize("family", ["salt_and_pepper", "gaussian_noise", "gaussian_blur"])
+def test_normalised_images_are_rejected_by_perturbation_curve(images, family):
+    model = TinyCNN()
+    normalised = (images - 0.45) / 0.225
+    with pytest.raises(ValueError, match=r"must hold values in \[0, 1\].*load_checkpoint\(normalize="):
+        perturbation_curve(model, channel_mean, normalised, family)

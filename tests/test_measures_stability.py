@@ -95,3 +95,15 @@ def test_stability_per_run_is_the_off_diagonal_row_mean_and_averages_to_the_per_
     assert float(per_run.mean()) == pytest.approx(out["stability"].mean, abs=1e-6)
     with pytest.raises(ValueError, match="K×K"):
         stability_per_run([[1.0]])
+
+
+def test_nan_weights_are_an_error_not_perfect_stability(images):
+    """Two NaN-weight runs used to give two all-zero maps per image: stability 1.0, no error."""
+    def broken(seed: int):
+        model = TinyCNN(seed=seed)
+        with torch.no_grad():
+            model.fc.weight.fill_(float("nan"))
+        return GradCAM(model).at((14, 14))
+
+    with pytest.raises(ValueError, match=r"`explainers\[0\] output` contain NaN or inf values for 4 of 4 images"):
+        cross_run_stability([broken(0), broken(1)], images)

@@ -28,9 +28,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from salience_lib.imaging import blur_levels, check_images, gaussian_blur, spatially_varying_blur
+from salience_lib.imaging import blur_levels, check_images, check_unit_images, gaussian_blur, spatially_varying_blur
 from salience_lib.inference import class_probabilities
-from salience_lib.maps import check_maps, pixel_ranks, resize_maps, top_fraction_mask
+from salience_lib.maps import check_finite, check_maps, pixel_ranks, resize_maps, top_fraction_mask
 from salience_lib.measures.accumulator import Accumulator
 from salience_lib.measures.out_of_set import normalised_auc
 from salience_lib.measures.probe import Explainer, Similarity, clean_pass, probe
@@ -86,8 +86,13 @@ def salience_guided_blur(
         mode: ``"background"`` keeps salient regions sharp; ``"salient"`` blurs them.
         smoothing_sigma: σ (px at ``reference_size``) of the map smoothing.
         reference_size: side at which σ values are defined; ``None`` = use them as given.
+
+    Raises:
+        ValueError: images outside [0, 1] or with NaN/inf (checked by
+            :func:`~salience_lib.imaging.spatially_varying_blur`), NaN/inf maps, a bad ``mode``, or
+            maps and images of different batch sizes.
     """
-    images = check_images(images)
+    images = check_images(images)  # the range: spatially_varying_blur checks it, once
     maps = check_maps(maps)
     _check_mode(mode)
     if maps.shape[0] != images.shape[0]:
@@ -134,14 +139,19 @@ def degradation_effect(
     One model pass for the degraded images (:func:`~salience_lib.measures.probe.probe`); callers
     that run several degradations of the same batch pass ``clean_maps`` (= ``explainer(images)``)
     and ``clean_probabilities`` (the model's ``(B, K)`` probabilities on ``images``) once.
+
+    Raises:
+        ValueError: images outside [0, 1] or with NaN/inf (before any pass); NaN or inf maps or
+            probabilities (the message says which); a bad ``mode``.
     """
     _check_mode(mode)
+    check_unit_images(images)
     explain = probe(model, explainer)
     clean_maps, clean = clean_pass(explain, images, clean_maps, clean_probabilities)
     guide = clean_maps if maps is None else maps
     degraded = salience_guided_blur(images, guide, mode, reference_size=reference_size)
     targets = clean.argmax(dim=1)
-    degraded_maps, after = explain(degraded)
+    degraded_maps, after = explain(degraded, f"the images degraded in mode {mode!r}")
     return DegradationResult(
         mode=mode,
         clean_probability=clean.gather(1, targets[:, None])[:, 0],
@@ -185,8 +195,13 @@ class DeletionCurve:
 
 
 def deletion_blur(images: torch.Tensor, sigma: float = 10.0, reference_size: int | None = 224) -> torch.Tensor:
-    """The images :func:`deletion_curve` swaps in for the deleted pixels: blurred with σ = ``sigma`` px at 224."""
-    return gaussian_blur(check_images(images), sigma * _scale(min(images.shape[-2:]), reference_size))
+    """The images :func:`deletion_curve` swaps in for the deleted pixels: blurred with σ = ``sigma`` px at 224.
+
+    Raises:
+        ValueError: images outside [0, 1] or with NaN/inf (:func:`~salience_lib.imaging.gaussian_blur`).
+    """
+    images = check_images(images)
+    return gaussian_blur(images, sigma * _scale(min(images.shape[-2:]), reference_size))
 
 
 def deletion_curve(
@@ -211,9 +226,18 @@ def deletion_curve(
         clean_probabilities: the model's ``(B, classes)`` softmax on ``images``, if already known.
         blurred: ``images`` blurred with ``sigma`` (at ``reference_size``), if already known — e.g.
             by a caller that ranks the same images by several maps.
+
+    Raises:
+        ValueError: images outside [0, 1] or with NaN/inf; NaN/inf maps; maps for another number
+            of images than ``images``; bad ``fractions``; NaN or inf probabilities (at which fraction).
     """
-    images = check_images(images)
+    images = check_unit_images(images)
     maps = check_maps(maps)
+    if maps.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"`maps` and `images` must hold one map per image, got maps of shape {tuple(maps.shape)} "
+            f"and images of shape {tuple(images.shape)}"
+        )
     grid = torch.tensor([float(f) for f in fractions], dtype=torch.float64)
     if grid.numel() < 2 or not bool((grid[1:] > grid[:-1]).all()) or grid[0] < 0 or grid[-1] > 1:
         raise ValueError(f"`fractions` must be increasing values in [0, 1], got {list(fractions)}")
@@ -232,7 +256,13 @@ def deletion_curve(
             continue
         chosen = top_fraction_mask(ranking, q, minimum=0, ranks=ranks)[:, None]
         probs.append(class_probabilities(model, torch.where(chosen, blurred, images)).gather(1, targets[:, None])[:, 0])
-    return DeletionCurve(fractions=grid, probability=torch.stack(probs, dim=1))
+    curve = torch.stack(probs, dim=1)
+    finite = torch.isfinite(curve).all(dim=0).tolist()  # one synchronisation for every fraction
+    if not all(finite):
+        q = grid[finite.index(False)].item()
+        what = "the clean images" if q == 0 else f"the images with the top {q:g} of pixels blurred"
+        check_finite((f"the model's probabilities on {what}", curve))
+    return DeletionCurve(fractions=grid, probability=curve)
 
 
 class DegradationAccumulator(Accumulator):

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 import torch
 
+from salience_lib.imaging import check_unit_images
 from salience_lib.maps import check_maps, minmax_normalise, resize_maps
 from salience_lib.measures.accumulator import Accumulator, summary_of
 from salience_lib.measures.probe import Explainer, Similarity
@@ -26,9 +27,8 @@ from salience_lib.transforms import DEFAULT_TRANSFORMS, Transform, get_transform
 __all__ = ["GeometricAccumulator", "geometric_consistency"]
 
 
-
-def _at_input_size(maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    maps = check_maps(maps, "explainer output")
+def _at_input_size(maps: torch.Tensor, images: torch.Tensor, name: str) -> torch.Tensor:
+    maps = check_maps(maps, name)  # finite: a NaN map must not be renormalised into a "perfect" score
     return resize_maps(maps.float(), tuple(images.shape[-2:]))
 
 
@@ -49,19 +49,25 @@ def geometric_consistency(
             :data:`~salience_lib.transforms.DEFAULT_TRANSFORMS`.
         similarity: ``(a, b, mask=...) -> (B,)``; must accept a boolean ``mask`` keyword.
         clean_maps: ``explainer(images)``, when the caller already has it (one pass per transform then).
+
+    Raises:
+        ValueError: images outside [0, 1] or with NaN/inf; NaN or inf maps (the message names the
+            transform); no transform.
     """
     chosen = [get_transform(t) for t in (DEFAULT_TRANSFORMS if transforms is None else transforms)]
     if not chosen:
         raise ValueError("`transforms` must name at least one transform")
+    check_unit_images(images)
+    clean_name = "clean_maps"
     if clean_maps is None:
-        clean_maps = explainer(images)
+        clean_maps, clean_name = explainer(images), "explainer output on the clean images"
     elif clean_maps.shape[0] != images.shape[0]:
         raise ValueError(f"`clean_maps` has {clean_maps.shape[0]} maps but `images` has {images.shape[0]} images")
-    reference = _at_input_size(clean_maps, images)
+    reference = _at_input_size(clean_maps, images, clean_name)
     scores: dict[str, torch.Tensor] = {}
     for transform in chosen:
         moved_images, valid = transform(images)
-        of_moved = _at_input_size(explainer(moved_images), images)
+        of_moved = _at_input_size(explainer(moved_images), images, f"explainer output on the {transform.name} images")
         moved_maps, _ = transform_maps(transform, reference)
         a = minmax_normalise(of_moved, valid)
         b = minmax_normalise(moved_maps, valid)

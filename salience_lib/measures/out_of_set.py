@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from salience_lib.imaging import check_images, gaussian_blur, gaussian_noise
+from salience_lib.imaging import check_unit_images, gaussian_blur, gaussian_noise
 from salience_lib.imaging import salt_and_pepper as _salt_and_pepper
 from salience_lib.maps import check_maps
 from salience_lib.measures.accumulator import Accumulator, summary_of
@@ -50,7 +50,12 @@ SALT_AND_PEPPER_FRACTIONS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5,
 
 
 def salt_and_pepper(images: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace a ``fraction`` of pixel positions per image by black or white (see :mod:`salience_lib.imaging`)."""
+    """Replace a ``fraction`` of pixel positions per image by black or white (see :mod:`salience_lib.imaging`).
+
+    Raises:
+        ValueError: images outside [0, 1] or not finite — salt is 1 and pepper 0, so a 0–255 or
+            normalised batch would not be perturbed as intended.
+    """
     return _salt_and_pepper(images, fraction, generator)
 
 
@@ -150,9 +155,13 @@ def perturbation_curve(
         generator: optional generator for the random families.
         clean_maps, clean_probabilities: ``explainer(images)`` and the model's ``(B, K)``
             probabilities on ``images``, when the caller already has them (no clean pass then).
+
+    Raises:
+        ValueError: images outside [0, 1] or with NaN/inf; NaN or inf maps or probabilities (the
+            message says which, and the severity).
     """
     name, function, grid = _resolve_family(family, severities)
-    check_images(images)
+    check_unit_images(images)
     explain = probe(model, explainer)
     clean_maps, clean_prob = clean_pass(explain, images, clean_maps, clean_probabilities)
     targets = clean_prob.argmax(dim=1)
@@ -162,7 +171,7 @@ def perturbation_curve(
         if perturbed is images or torch.equal(perturbed, images):
             maps, prob = clean_maps, clean_prob
         else:
-            maps, prob = explain(perturbed)
+            maps, prob = explain(perturbed, f"the {name} images at severity {severity:g}")
         sims.append(similarity(maps, clean_maps))
         probs.append(prob.gather(1, targets[:, None])[:, 0])
     return PerturbationCurve(

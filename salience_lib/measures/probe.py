@@ -16,13 +16,14 @@ import torch
 from torch import nn
 
 from salience_lib.inference import class_probabilities, probabilities
-from salience_lib.maps import check_maps
+from salience_lib.maps import check_finite, check_maps
 
 __all__ = ["Explainer", "Probe", "Similarity", "clean_pass", "probe"]
 
 Explainer = Callable[[torch.Tensor], torch.Tensor]
 Similarity = Callable[..., torch.Tensor]
-Probe = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Probe = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+"""``probe(images, what="the images") -> (maps, probabilities)``; ``what`` names the images in errors."""
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
@@ -30,19 +31,29 @@ def _unwrapped(model: nn.Module) -> nn.Module:
 
 
 def probe(model: nn.Module, explainer: Explainer) -> Probe:
-    """``images -> (maps (B, h, w), probabilities (B, K))``, in one pass when the explainer allows it."""
+    """``images -> (maps (B, h, w), probabilities (B, K))``, in one pass when the explainer allows it.
+
+    Both are checked to be finite with one host synchronisation; a ValueError says which is not,
+    on which images (``what``, e.g. "the salt_and_pepper images at severity 0.05") — NaN weights or
+    a NaN pixel never become all-zero maps that score as "perfect".
+    """
     explain = getattr(explainer, "explain", None)
     explained = getattr(explainer, "model", None)
     if callable(explain) and isinstance(explained, nn.Module) and _unwrapped(explained) is _unwrapped(model):
 
-        def one_pass(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def one_pass(images: torch.Tensor, what: str = "the images") -> tuple[torch.Tensor, torch.Tensor]:
             maps, logits = explain(images)
-            return check_maps(maps, "explainer output"), probabilities(logits)
+            maps = check_maps(maps, "explainer output", finite=False)
+            check_finite((f"the model's logits on {what}", logits), (f"the explainer's maps of {what}", maps))
+            return maps, probabilities(logits)
 
         return one_pass
 
-    def two_passes(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return check_maps(explainer(images), "explainer output"), class_probabilities(model, images)
+    def two_passes(images: torch.Tensor, what: str = "the images") -> tuple[torch.Tensor, torch.Tensor]:
+        maps = check_maps(explainer(images), "explainer output", finite=False)
+        probs = class_probabilities(model, images)
+        check_finite((f"the model's probabilities on {what}", probs), (f"the explainer's maps of {what}", maps))
+        return maps, probs
 
     return two_passes
 
@@ -53,9 +64,18 @@ def clean_pass(
     maps: torch.Tensor | None = None,
     probs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The clean maps and ``(B, K)`` probabilities: as given (checked against ``images``), else one pass."""
+    """The clean maps and ``(B, K)`` probabilities: as given (checked against ``images``), else one pass.
+
+    Raises:
+        ValueError: shapes that do not fit ``images``; NaN or inf in what was given.
+    """
+    given: list[tuple[str, torch.Tensor]] = []
+    if maps is not None:
+        given.append(("`clean_maps`", check_maps(maps, "clean_maps", finite=False)))
+    if probs is not None:
+        given.append(("`clean_probabilities`", probs))
     if maps is None or probs is None:
-        fresh_maps, fresh_probs = explain(images)
+        fresh_maps, fresh_probs = explain(images, "the clean images")  # checked by the probe
         maps = fresh_maps if maps is None else maps
         probs = fresh_probs if probs is None else probs
     batch = images.shape[0]
@@ -63,4 +83,5 @@ def clean_pass(
         raise ValueError(f"`clean_maps` has {maps.shape[0]} maps but `images` has {batch} images")
     if probs.ndim != 2 or probs.shape[0] != batch:
         raise ValueError(f"`clean_probabilities` must have shape ({batch}, classes), got {tuple(probs.shape)}")
-    return check_maps(maps, "clean_maps"), probs
+    check_finite(*given)
+    return maps, probs
