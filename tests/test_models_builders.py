@@ -137,12 +137,14 @@ def test_known_architectures() -> None:
         "vgg11",
         "regnet_y_400mf",
         "shufflenet_v2_x0_5",
+        "inception_v3",
+        "googlenet",
     ]:
         assert name in known
     assert "vit_b_16" not in known
 
 
-@pytest.mark.parametrize("arch", ["efficientnet_b0", "vgg11", "mobilenet_v2", "regnet_x_400mf"])
+@pytest.mark.parametrize("arch", ["efficientnet_b0", "vgg11", "mobilenet_v2", "regnet_x_400mf", "googlenet"])
 def test_other_families_build(arch: str) -> None:
     model = build_model(arch).eval()
     x = torch.rand(2, 3, 64, 64)
@@ -207,3 +209,18 @@ def test_densenet_hooked_activation_not_modified_in_place() -> None:
         model(torch.rand(1, 3, 32, 32))
     handle.remove()
     assert bool((seen[0] < 0).any())
+
+
+def test_inception_family_is_its_main_path() -> None:
+    """Inception-v3/GoogLeNet: the torchvision forward without the auxiliary (training-loss) heads."""
+    torch.manual_seed(0)
+    original = torchvision.models.googlenet(weights=None, init_weights=True, num_classes=2).eval()
+    model = build_model("googlenet").eval()
+    weights = original.state_dict()
+    model.features.load_state_dict({k: weights[k] for k in model.features.state_dict()})  # every backbone key
+    model.fc.load_state_dict(original.fc.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), original(model.normalize(x)))
+    with pytest.raises(ValueError, match="at least 75 px"):
+        build_model("inception_v3", image_size=64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -117,8 +118,10 @@ def test_load_model_errors(tmp_path) -> None:
 def test_load_model_refuses_pickled_objects(tmp_path) -> None:
     run_dir, _ = _write_run(tmp_path, "r")
     save_checkpoint(run_dir / MODEL_FILE, {"fc.weight": torch.zeros(2, 128), "extra": nn.ReLU()})
-    with pytest.raises(pickle.UnpicklingError):
+    refused = r"model\.pt holds a pickled torch\.nn\.modules\.activation\.ReLU.*weights_only"
+    with pytest.raises(ValueError, match=refused) as info:
         load_model(run_dir)
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
 
 
 def test_find_runs_filters(tmp_path) -> None:
@@ -138,3 +141,21 @@ def test_find_runs_filters(tmp_path) -> None:
     data.mkdir()
     (data / "data.csv").write_text("train,Real,a.png\n")
     assert find_runs(root, data=data) == []  # trained on data hash "d", not on this folder
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_truncated_or_empty_checkpoint_is_named(tmp_path, damage: str) -> None:
+    run_dir, _ = _write_run(tmp_path, "r")
+    model = run_dir / MODEL_FILE
+    content = {"truncated": model.read_bytes()[: model.stat().st_size // 2], "empty": b"", "garbage": b"\x00junk"}
+    model.write_bytes(content[damage])
+    with pytest.raises(ValueError, match=rf"corrupt or truncated checkpoint {re.escape(str(model))} \(") as info:
+        load_model(run_dir)
+    assert "\n" not in str(info.value)
+
+
+def test_checkpoint_of_another_architecture_is_named(tmp_path) -> None:
+    run_dir, _ = _write_run(tmp_path, "r")
+    save_checkpoint(run_dir / MODEL_FILE, {"fc.weight": torch.zeros(2, 3)})
+    with pytest.raises(ValueError, match=rf"checkpoint {re.escape(str(run_dir / MODEL_FILE))} does not fit small_cnn"):
+        load_model(run_dir)

@@ -271,3 +271,68 @@ def test_single_logit_detector_semantics():
         assert torch.allclose(method(one)(images), method(two)(images), atol=1e-5)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         GradCAM(one)(images, targets=2)
+
+
+# -- autograd modes and non-finite input (issue 12) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("method", [GradCAM, GradCAMPlusPlus, InputGradient])
+def test_gradcam_inside_inference_mode_says_why(method, images):
+    """Inside inference_mode the backward used to fail with "element 0 of tensors does not require grad"."""
+    with torch.inference_mode(), pytest.raises(RuntimeError, match=r"needs gradients.*outside inference_mode"):
+        method(TinyCNN())(images)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_salience_works_under_no_grad_and_on_inference_tensors(method, images):
+    """no_grad is fine (gradients are enabled where needed); so are images made under inference_mode."""
+    model = TinyCNN()
+    expected = method(model)(images)
+    with torch.no_grad():
+        assert torch.allclose(method(model)(images), expected, atol=1e-6)
+    with torch.inference_mode():
+        frozen = images.clone()
+    assert torch.allclose(method(model)(frozen), expected, atol=1e-6)  # InputGradient used to raise here
+    if method is CAM:  # needs no gradient: allowed inside inference_mode too
+        with torch.inference_mode():
+            assert torch.allclose(method(model)(images), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nan_pixel_gives_a_nan_map_not_zeros(method, images):
+    """A NaN pixel used to come out as an all-zero map (min–max of NaN), which scores as "perfect"."""
+    broken = images.clone()
+    broken[1, 0, 2, 2] = float("nan")
+    maps = method(TinyCNN())(broken)
+    assert torch.isnan(maps[1]).any()
+    assert torch.isfinite(maps[[0, 2, 3]]).all()  # eval mode: images do not mix
+
+
+def _wrappers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """DataParallel (no GPU: it just calls the module), torch.compile (backend "eager": no C++ compiler
+    needed, and Grad-CAM runs the bare module anyway), and both nested."""
+    return {
+        "module.": torch.nn.DataParallel(model),
+        "_orig_mod.": torch.compile(model, backend="eager"),
+        "module._orig_mod.": torch.nn.DataParallel(torch.compile(model, backend="eager")),
+    }
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_wrapped_models_are_explained_as_the_bare_one(method, images):
+    model = TinyCNN().eval()
+    bare = method(model)
+    expected = bare(images, targets=1)
+    for prefix, wrapped in _wrappers(model).items():
+        explainer = method(wrapped)
+        assert explainer.model is wrapped and explainer.network is model  # the wrapper is what is measured
+        assert torch.equal(explainer(images, targets=1), expected), prefix
+        if method is not InputGradient:
+            assert explainer.target_layer_name == bare.target_layer_name == "features"
+            for name in ("features.2", prefix + "features.2"):  # names with or without the wrapper's prefix
+                named = method(wrapped, name)
+                assert named.target_layer is model.features[2] and named.target_layer_name == "features.2"
+            assert method(wrapped, model.features[2]).target_layer_name == "features.2"
+        assert _hook_count(wrapped) == 0
+    with pytest.raises(ValueError, match="not a submodule"):
+        GradCAM(torch.nn.DataParallel(model), "module.nope")

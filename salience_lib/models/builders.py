@@ -181,6 +181,24 @@ def _squeezenet(m: nn.Module) -> tuple[nn.Module, int]:
     return m.features, 512
 
 
+_INCEPTION_V3 = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+                 "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+                 "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")  # fmt: skip
+_GOOGLENET = ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+              "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4", "inception5a",
+              "inception5b")  # fmt: skip
+
+
+def _inception(m: nn.Module) -> tuple[nn.Module, int]:
+    # The main path only (torchvision's forward without `transform_input`, which is off for weights=None):
+    # the auxiliary classifier is a training-time loss head, not part of the prediction.
+    names = _INCEPTION_V3 if hasattr(m, "Mixed_7c") else _GOOGLENET
+    return nn.Sequential(OrderedDict((n, getattr(m, n)) for n in names)), m.fc.in_features
+
+
+_MIN_SIZES = {"inception_v3": 75, "googlenet": 15}
+"""Smallest input side torchvision's forward accepts (Inception-v3 is native at 299 px)."""
+
 _FAMILIES: tuple[tuple[str, _Extractor], ...] = (
     ("resnet", _resnet),
     ("resnext", _resnet),
@@ -194,6 +212,8 @@ _FAMILIES: tuple[tuple[str, _Extractor], ...] = (
     ("vgg", _vgg),
     ("alexnet", _alexnet),
     ("squeezenet", _squeezenet),
+    ("inception_v3", _inception),
+    ("googlenet", _inception),
 )
 
 
@@ -235,7 +255,8 @@ def _build_small_cnn(num_classes: int, weights_path: str | Path | None, image_si
 def _build_torchvision(arch: str, num_classes: int, weights_path: str | Path | None) -> nn.Module:
     import torchvision
 
-    backbone = torchvision.models.get_model(arch, weights=None)
+    kwargs = {"init_weights": True} if arch in _MIN_SIZES else {}  # their own init (and no FutureWarning)
+    backbone = torchvision.models.get_model(arch, weights=None, **kwargs)
     if weights_path is not None:
         backbone.load_state_dict(_read_state_dict(weights_path), strict=True)
     extract = _extractor(arch)
@@ -253,7 +274,7 @@ def build_model(
 
     Args:
         arch: ``"small_cnn"`` or a torchvision classifier name (``resnet18``, ``resnet50``,
-            ``densenet121``, ``mobilenet_v3_small``, ``efficientnet_b0``, ``vgg11``, …; see
+            ``densenet121``, ``inception_v3``, ``mobilenet_v3_small``, ``efficientnet_b0``, ``vgg11``, …; see
             :func:`known_architectures`). torchvision heads (``fc``/``classifier``, including the
             MLP heads of MobileNetV3 and VGG) are replaced by global average pooling and one linear
             layer, so CAM is exact.
@@ -262,7 +283,8 @@ def build_model(
             for torchvision names the original model's weights (e.g. ImageNet ``resnet18-*.pth``),
             for ``small_cnn`` a :class:`SalienceClassifier` state_dict. Only the backbone is kept;
             the ``num_classes`` head is freshly initialised.
-        image_size: input side in pixels; scales the depth of ``small_cnn`` (ignored otherwise).
+        image_size: input side in pixels; scales the depth of ``small_cnn``; for ``inception_v3``
+            (native 299 px) checked against its minimum, 75 px (ignored otherwise).
 
     Initialisation uses torch's global RNG: call ``torch.manual_seed`` first for reproducibility.
 
@@ -275,5 +297,8 @@ def build_model(
     if arch == "small_cnn":
         return _build_small_cnn(num_classes, weights_path, image_size)
     if arch in known_architectures():
+        smallest = _MIN_SIZES.get(arch)
+        if smallest is not None and image_size is not None and image_size < smallest:
+            raise ValueError(f"{arch} needs images of at least {smallest} px, got `image_size`={image_size}")
         return _build_torchvision(arch, num_classes, weights_path)
     raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(known_architectures())}")

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ __all__ = [
     "find_runs",
     "load_model",
     "read_sidecar",
+    "read_tensors",
     "run_name",
     "save_checkpoint",
     "write_sidecar",
@@ -98,6 +101,35 @@ def read_sidecar(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return side
 
 
+def read_tensors(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with every failure as one clear error.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is empty, truncated, corrupt, or a pickle that is more than tensors and
+            plain containers (``weights_only`` refuses it); the message names ``what`` and the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if refused:
+            raise ValueError(
+                f"{what} {path} holds a pickled {refused.group(1)}, not only tensors; weights_only=True refuses "
+                "to load it (save a state_dict)"
+            ) from err
+        raise ValueError(f"corrupt or truncated {what} {path} (not a torch.save file)") from err
+    except Exception as err:  # a truncated zip (RuntimeError), an empty file (EOFError), ...
+        raise ValueError(f"corrupt or truncated {what} {path} ({type(err).__name__}: {_first_line(err)})") from err
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+
+
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SalienceClassifier, dict]:
     """Rebuild a trained model from its run folder, in eval mode on ``device``.
 
@@ -109,7 +141,8 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
 
     Raises:
         FileNotFoundError: no sidecar or checkpoint in ``run_dir``.
-        ValueError: the run is not complete, or its sidecar is corrupt (see :func:`read_sidecar`).
+        ValueError: the run is not complete, its sidecar is corrupt (see :func:`read_sidecar`), or its
+            checkpoint is truncated, corrupt or does not fit the sidecar's architecture (names the file).
     """
     run_dir = Path(run_dir)
     side = read_sidecar(run_dir)
@@ -118,8 +151,12 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     if not side.get("complete"):
         raise ValueError(f"run {run_dir} is not complete (epoch {side.get('epoch')} of {side.get('epochs')})")
     model = build_model(side["arch"], len(side["classes"]), image_size=side["image_size"])
-    state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    state = read_tensors(run_dir / MODEL_FILE)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:  # wrong keys or shapes, or not a state_dict
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"checkpoint {run_dir / MODEL_FILE} does not fit {side['arch']} ({first})") from err
     return model.to(device).eval(), side
 
 

@@ -17,7 +17,8 @@ from torch import nn
 from salience_lib.imaging import check_images
 from salience_lib.inference import eval_mode
 from salience_lib.maps import minmax_normalise, resize_maps
-from salience_lib.salience.tokens import Reshape, probe_layers, tokens_to_grid
+from salience_lib.models.checkpoints import unwrap_model, unwrap_name
+from salience_lib.salience.tokens import Reshape, grid_reshape, partition_reshape, probe_layers
 
 __all__ = ["Explanation", "Size", "SizedExplainer", "Targets", "locate_target_layer"]
 
@@ -116,12 +117,16 @@ class Explanation(NamedTuple):
 class SalienceMethod(abc.ABC):
     """Shared call protocol: argument checks, eval mode, optional autocast, resize and normalise."""
 
+    #: whether the method needs the gradient of the class score (refused under ``torch.inference_mode``)
+    needs_gradient = True
+
     def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
         if autocast_dtype not in (None, torch.float16, torch.bfloat16):
             raise ValueError(f"`autocast_dtype` must be None, torch.float16 or torch.bfloat16, got {autocast_dtype}")
         self.model = model
+        self.network = unwrap_model(model)  # what runs: DataParallel's / torch.compile's bare module
         self.autocast_dtype = autocast_dtype
         self._closed = False
 
@@ -147,14 +152,28 @@ class SalienceMethod(abc.ABC):
         """Maps and the logits of the same forward pass (one model pass gives both).
 
         Measures that need the model's probabilities on an image they also explain use these logits
-        instead of a second forward (:func:`salience_lib.inference.probabilities`).
+        instead of a second forward (:func:`salience_lib.inference.probabilities`). Works under
+        ``torch.no_grad()`` (gradients are enabled where needed); NaN or inf in the images or the
+        weights gives NaN maps (never zeros): the measures refuse them.
+
+        Raises:
+            RuntimeError: closed, or a gradient method called inside ``torch.inference_mode()``.
         """
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} was closed; create a new one")
+        if self.needs_gradient and torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                f"{type(self).__name__} needs gradients, which torch.inference_mode() disables: call it outside "
+                "inference_mode (under torch.no_grad() it works: it enables gradients where it needs them)"
+            )
         images = check_images(images)
+        if images.is_inference():  # made under inference_mode: autograd cannot record it, a copy can
+            images = images.clone()
         with eval_mode(self.model):
             raw, logits = self._raw_maps(images, targets)
-        raw = raw.float()
+        # An image whose logits hold NaN or inf gets a NaN map (0·x is 0 for finite x, else NaN): a
+        # broken pass never yields a plausible map (input gradients stay finite through ReLU), no sync.
+        raw = raw.float() + (logits.detach().float() * 0).sum(dim=1)[:, None, None]
         if size is not None:
             raw = resize_maps(raw, size)
         return Explanation(minmax_normalise(raw).detach(), logits.detach().float())
@@ -169,10 +188,7 @@ class SalienceMethod(abc.ABC):
 
 
 class LayerMethod(SalienceMethod):
-    """A method that reads activations (and gradients) of one target layer."""
-
-    #: whether :meth:`_combine` needs the gradient of the class score w.r.t. the activations
-    needs_gradient = True
+    """A method that reads activations (and gradients) of one target layer (``needs_gradient``: :meth:`_combine`'s)."""
 
     def __init__(
         self,
@@ -186,18 +202,21 @@ class LayerMethod(SalienceMethod):
         self.target_layer: nn.Module | None = None
         self.reshape = reshape
         if target_layer is not None:
-            self.target_layer_name, self.target_layer = named_module(model, target_layer)
+            layer = unwrap_name(model, target_layer) if isinstance(target_layer, str) else target_layer
+            self.target_layer_name, self.target_layer = named_module(self.network, layer)
+            if reshape is None:  # a MaxViT partition attention layer: never its windows read as a picture
+                self.reshape = partition_reshape(self.network, self.target_layer_name)
 
     def _ensure_layer(self, images: torch.Tensor) -> nn.Module:
         if self.target_layer is None:
-            token_layer, feature_map = probe_layers(self.model, images[:1])  # one probing forward
+            token_layer, feature_map = probe_layers(self.network, images[:1])  # one probing forward
             if token_layer is not None and self.reshape is None:  # the last attention's input, on its grid
-                name, self.reshape = token_layer, tokens_to_grid
+                name, self.reshape = token_layer, grid_reshape(self.network, token_layer)
             elif feature_map is not None:
                 name = feature_map
             else:
-                name = locate_target_layer(self.model, images[:1])  # raises, naming the problem
-            self.target_layer_name, self.target_layer = name, self.model.get_submodule(name)
+                name = locate_target_layer(self.network, images[:1])  # raises, naming the problem
+            self.target_layer_name, self.target_layer = name, self.network.get_submodule(name)
             logger.info("%s: target layer %r", type(self).__name__, name)
         return self.target_layer
 
@@ -239,7 +258,7 @@ class LayerMethod(SalienceMethod):
         try:
             with self._autocast(images.device):
                 torch.set_grad_enabled(False)
-                logits = self.model(images)
+                logits = self.network(images)
             if "activations" not in store:
                 raise ValueError(f"target layer {self.target_layer_name!r} was not called during the forward pass")
             if logits.ndim != 2:

@@ -63,9 +63,19 @@ class GradCAM(LayerMethod):
 
     Args:
         model: a classifier returning ``(B, classes)`` logits.
-        target_layer: module or dotted name; ``None`` = last module (execution order) with a 4-D
-            output whose spatial sides are both > 1 (torchvision ResNets: ``layer4``).
+        target_layer: module or dotted name; ``None`` = for a token model the input of its last
+            attention on its grid (:mod:`salience_lib.salience.tokens`: ViT ``encoder.layers[-1].ln_1``,
+            Swin ``features[-1][-1].norm1``, Swin V2 ``features[-1][-2]``, MaxViT the last grid
+            attention's ``attn_layer[0]``), else the last module (execution order) with a 4-D output
+            whose spatial sides are both > 1 (ResNets ``layer4``, DenseNets ``features`` after the
+            in-place ReLU, Inception-v3 ``Mixed_7c``, VGG/AlexNet ``avgpool``, RegNets ``trunk_output``;
+            every torchvision classifier is tested: ``tests/test_salience_zoo.py``). Names may carry a
+            ``DataParallel``/``torch.compile`` wrapper's ``module.``/``_orig_mod.`` prefix or not.
         autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` mixed precision.
+        reshape: ``(tokens) -> (B, C, h, w)`` for a target layer whose output is not a feature map.
+
+    A wrapped model (``nn.DataParallel``, ``torch.compile``) is explained as the bare module inside
+    it (:func:`salience_lib.models.checkpoints.unwrap_model`): same parameters, same numbers.
 
     Example:
         >>> with GradCAM(model) as cam:          # doctest: +SKIP
@@ -176,11 +186,10 @@ class InputGradient(SalienceMethod):
     def _raw_maps(self, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = images.detach().requires_grad_(True)
         with torch.enable_grad(), self._autocast(images.device):
-            logits = self.model(inputs)
+            logits = self.network(inputs)
             if logits.ndim != 2:
                 raise ValueError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
             target_idx = resolve_targets(targets, logits)
             score = class_scores(logits, target_idx).sum()
             (gradients,) = torch.autograd.grad(score, inputs)
         return gradients.float().abs().amax(dim=1), logits
-
