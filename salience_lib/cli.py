@@ -1,7 +1,12 @@
-"""Command line: ``python -m salience_lib {make-data,train,report} ...``.
+"""Command line: ``python -m salience_lib {make-data,train,report,evaluate} ...``.
 
 Each subcommand imports its module lazily so that ``--help`` is instant and a missing optional
 dependency of one command does not break the others.
+
+Every user error — a bad flag or value, a missing, corrupt or truncated file, a full disk, a locked
+``--out`` — prints one line ``python -m salience_lib COMMAND: error: ...`` naming the file, flag or
+value, and exits with status 2; ``--debug`` prints the traceback first. An unexpected error (a bug)
+also prints one line, and exits with status 1.
 """
 
 from __future__ import annotations
@@ -9,11 +14,43 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 
 # OpenMP spin-waiting on a busy 2-core machine made training ~30x slower (SPEC §5); must be set
 # before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+PROG = "python -m salience_lib"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``PROG COMMAND: error: ...``), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _at_least(low: int | float, kind: type = int) -> Callable[[str], int | float]:
+    """An argparse ``type``: a number of ``kind`` that is at least ``low``."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            kind_name = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind_name}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
 
 
 def _add_make_data(sub: argparse._SubParsersAction) -> None:
@@ -23,19 +60,24 @@ def _add_make_data(sub: argparse._SubParsersAction) -> None:
         description="Train n images; val n/6, test n/3 (seen + unseen families), non-face n/12.",
     )
     p.add_argument("--out", required=True, help="output folder, e.g. data/faces64")
-    p.add_argument("--n", type=int, default=6000, help="number of training images (other splits scale)")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="processes (output is identical for any number)")
+    p.add_argument("--n", type=_at_least(1), default=6000, help="number of training images (other splits scale)")
+    p.add_argument("--size", type=_at_least(16), default=64, help="image side in pixels (>= 16)")
+    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument("--workers", type=_at_least(1), default=1, help="processes (output is identical for any number)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument(
         "--checker-amplitude",
-        type=float,
+        type=_at_least(0.0, float),
         help="period-2 checkerboard in artifact regions, the signature shared by all families (default 0.04)",
     )
-    p.add_argument("--shortcut-amplitude", type=float, help="striped corner stamp, the shortcut cue (default 0.10)")
-    p.add_argument("--artifact-strength", type=float, help="visibility of each family's own artifact (default 1)")
+    p.add_argument(
+        "--shortcut-amplitude", type=_at_least(0.0, float), help="striped corner stamp, the shortcut cue (default 0.10)"
+    )
+    p.add_argument(
+        "--artifact-strength", type=_at_least(0.0, float), help="visibility of each family's own artifact (default 1)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_debug(p)
     p.set_defaults(func=_run_make_data)
 
 
@@ -77,8 +119,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--no-channels-last", dest="channels_last", action="store_false", default=None, help="use NCHW tensors"
     )
     p.add_argument("--num-workers", type=int, help=f"DataLoader workers (default {d.num_workers})")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_at_least(1), help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_debug(p)
     p.set_defaults(func=_run_train)
 
 
@@ -100,7 +143,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="all five measures for every checkpoint on a data set -> JSON + CSV",
         description="Stream a CYBORG-layout split through the five measures for every complete run; "
         "write one JSON and a flat CSV (next to it). Finished models are cached in <out>.cache/ so an "
-        "interrupted report resumes; a changed setting recomputes. Under torchrun the data are sharded "
+        "interrupted report resumes; a changed setting, data file (CSV, image, heatmap) or checkpoint "
+        "recomputes. Under torchrun the data are sharded "
         "across processes and rank 0 writes.",
     )
     p.add_argument("--data", required=True, help="CYBORG-layout data folder")
@@ -130,19 +174,16 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         default=list(defaults.in_set_groups),
         help="metadata groups whose mean map is the in-set reference for distribution shift",
     )
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_at_least(1), help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_debug(p)
     p.set_defaults(func=_run_report)
 
 
 def _run_report(args: argparse.Namespace) -> int:
     from salience_lib import report
 
-    try:
-        report.main_report(args)
-    except (report.ReportError, FileNotFoundError) as err:
-        print(f"python -m salience_lib report: error: {err}", file=sys.stderr)
-        return 2
+    report.main_report(args)
     return 0
 
 
@@ -158,25 +199,22 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", required=True, help="folder of runs")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=_at_least(1), default=1, help="torch CPU threads")
+    _add_debug(p)
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from salience_lib import evaluation
 
-    try:
-        path = evaluation.main_evaluate(args)
-    except FileNotFoundError as err:
-        print(f"python -m salience_lib evaluate: error: {err}", file=sys.stderr)
-        return 2
-    print(path)
+    print(evaluation.main_evaluate(args))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m salience_lib", description=__doc__.splitlines()[0])
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_make_data(sub)
     _add_train(sub)
@@ -185,7 +223,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_error(err: BaseException) -> bool:
+    """Whether ``err`` is bad input (a value, a file, a lock), not a bug."""
+    from salience_lib.engine.settings import SettingsError
+    from salience_lib.runtime.lock import LockError
+
+    return isinstance(err, ValueError | OSError | SettingsError | LockError)
+
+
+def error_line(err: BaseException) -> str:
+    """One line for ``err``: its message with line breaks folded; an ``OSError`` as ``reason: PATH``.
+
+    A full disk reads ``no space left on device: /path/report.json``.
+    """
+    if isinstance(err, OSError) and err.errno is not None and err.filename is not None:
+        reason = err.strerror or os.strerror(err.errno)
+        text = f"{reason[:1].lower()}{reason[1:]}: {err.filename}"
+    else:
+        text = str(err) or type(err).__name__
+        if isinstance(err, KeyError | IndexError) or not _user_error(err):
+            text = f"{type(err).__name__}: {text}"
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen subcommand; returns the exit status."""
+    """Parse ``argv`` and run the chosen subcommand; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as err:  # one line per error; the traceback only with --debug
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        line = error_line(err)
+        if _user_error(err):
+            print(f"{PROG} {args.command}: error: {line}", file=sys.stderr)
+            return 2
+        print(
+            f"{PROG} {args.command}: error: {line} (unexpected; rerun with --debug for the traceback)", file=sys.stderr
+        )
+        return 1

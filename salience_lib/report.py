@@ -2,9 +2,11 @@
 
 ``python -m salience_lib report --data DIR --runs RUNS --out report.json`` (or :func:`run_report`)
 measures every complete run under ``RUNS`` with :class:`salience_lib.engine.Engine` — one streaming
-pass over the data per model — and writes the JSON and a flat CSV next to it (CSV first, JSON last,
-each atomically). The JSON holds ``settings`` (+ ``settings_hash``), ``versions``, ``device``,
-``data`` (split, groups, annotations), ``cache`` (reused / computed) and — every number a summary
+pass over the data per model — and writes the JSON and a flat CSV next to it, together or not at
+all (:func:`salience_lib.runtime.files.write_together`: both to temp files, then renamed, JSON last;
+the JSON's ``csv_sha256`` is the CSV's digest). The JSON holds ``settings`` (+ ``settings_hash``),
+``versions``, ``device``, ``data`` (split, groups, annotations), ``cache`` (reused / computed) and —
+every number a summary
 ``{mean, ci_low, ci_high, n, confidence}`` (95% bootstrap CI over images) unless said:
 
 * ``models.<run>``: identity (arch, loss, seed, recipe, target layer, map size), ``accuracy``,
@@ -22,17 +24,27 @@ each atomically). The JSON holds ``settings`` (+ ``settings_hash``), ``versions`
 The CSV (:func:`flatten_report`) has one row per model × measure × statistic.
 
 Each model's result — and its clean native maps, which stability needs — is cached in
-``<out>.cache/`` under a hash of the settings that change the numbers, the data set and the
-checkpoint's bytes: an interrupted report resumes, a changed setting or checkpoint recomputes.
+``<out>.cache/`` under a hash of the settings that change the numbers, the data set's files by content
+(:func:`salience_lib.data.dataset_hash`: CSVs, images, heatmaps, masks, and the CSV chosen by ``csv``
+wherever it lies), the checkpoint's bytes and what is known of the model: an interrupted report
+resumes, a changed setting, file or checkpoint recomputes.
+
+``--out`` is locked while a report writes it (:mod:`salience_lib.runtime.lock`; a second report on it
+fails at once, naming the first), checked writable before anything is computed, and the temporary
+files a killed report left there are removed (an interrupted final rename is completed first).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -42,12 +54,21 @@ import torch
 from salience_lib.data import dataset_hash
 from salience_lib.engine import Engine, EngineSettings, Measured, SettingsError, common_image_size
 from salience_lib.engine.results import SCHEMA_VERSION, assemble
-from salience_lib.engine.sources import open_source
+from salience_lib.engine.sources import _open_csv, open_source
 from salience_lib.engine.step import KeptMaps
 from salience_lib.engine.subjects import Subject, subjects_from, subjects_from_models_file
-from salience_lib.models.runs import MODEL_FILE, SIDECAR_FILE, find_runs, read_sidecar
+from salience_lib.models.runs import MODEL_FILE, SIDECAR_FILE, find_runs, read_sidecar, read_tensors
 from salience_lib.runtime import distributed as dist_utils
-from salience_lib.runtime.files import json_dumps, json_sha256, write_atomic
+from salience_lib.runtime.device import resolve_device
+from salience_lib.runtime.files import (
+    finish_together,
+    json_dumps,
+    json_sha256,
+    remove_stale_temp_files,
+    write_atomic,
+    write_together,
+)
+from salience_lib.runtime.lock import LockError, hold_lock
 
 __all__ = [
     "CSV_FIELDS",
@@ -60,6 +81,8 @@ __all__ = [
     "resolve_runs",
     "run_report",
 ]
+
+logger = logging.getLogger(__name__)
 
 CSV_FIELDS = ("scope", "model", "recipe", "loss", "arch", "seed", "measure", "statistic", "value")
 ModelCallback = Callable[[str, dict[str, Any]], None]
@@ -109,7 +132,10 @@ def resolve_runs(
     elif runs_root is not None:
         if not Path(runs_root).is_dir():
             raise ReportError(f"--runs {runs_root}: runs folder not found")
-        runs = find_runs(runs_root)
+        try:
+            runs = find_runs(runs_root)
+        except ValueError as err:
+            raise ReportError(f"--runs {runs_root}: {err}") from err
         if not runs:
             raise ReportError(
                 f"--runs {runs_root}: no complete checkpoint ({MODEL_FILE} + {SIDECAR_FILE} with complete=true) "
@@ -152,13 +178,15 @@ def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
 
 def _plan(subjects: list[Subject], settings: ReportSettings, out: Path) -> _Plan:
     try:
-        data_hash = dataset_hash(settings.data)
+        _open_csv(Path(settings.data), settings)  # a missing CSV is named with a hint
+        data_hash = dataset_hash(settings.data, csv=settings.csv)  # the CSV counts wherever it lies
     except FileNotFoundError as err:
         raise ReportError(f"--data {settings.data}: {err}") from err
     image_size = common_image_size(subjects, settings)
     settings_hash = json_sha256(settings.measured() | {"data_hash": data_hash, "image_size": image_size})
     weights = {s.name: s.fingerprint() for s in subjects}
-    keys = {name: json_sha256([settings_hash, name, sha]) for name, sha in weights.items()}
+    known = {s.name: [s.info, s.image_size] for s in subjects}  # what the result says about the model
+    keys = {name: json_sha256([settings_hash, name, sha, known[name]]) for name, sha in weights.items()}
     keys["stability"] = json_sha256([settings_hash, sorted(weights.items()), {s.name: s.recipe for s in subjects}])
     folder = out.parent / f"{out.name}.cache"
     files = {name: folder / f"{name.replace('/', '_')}-{key[:16]}.json" for name, key in keys.items()}
@@ -175,8 +203,14 @@ def _my_indices(engine: Engine) -> torch.Tensor:
     return torch.cat([torch.tensor(list(faces)), source.n + torch.tensor(list(nonface))]).long()
 
 
-def _load_measured(engine: Engine, plan: _Plan, name: str) -> Measured:
-    whole = torch.load(plan.files[name].with_suffix(".pt"), weights_only=True)
+def _load_measured(engine: Engine, plan: _Plan, name: str) -> Measured | None:
+    """The cached result and maps of ``name``, or None when the maps file is unreadable (then recomputed)."""
+    try:
+        whole = read_tensors(plan.files[name].with_suffix(".pt"), "cached maps")
+        whole = {k: whole[k] for k in ("index", "maps", "group", "map_size")}
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
+        logger.warning("recomputing %s: %s", name, err)
+        return None
     mine = torch.isin(whole["index"], _my_indices(engine))
     kept = KeptMaps(whole["index"][mine], whole["maps"][mine], whole["group"][mine])
     result = _read_cache(plan.files[name], plan.keys[name]) if engine.context.is_main else None
@@ -267,10 +301,39 @@ def csv_path_for(out: str | os.PathLike[str]) -> Path:
 
 
 def _check_paths(out: Path, settings: ReportSettings) -> None:
+    """Bad ``--out`` / ``--data`` before anything is computed: names, places, and that ``out`` can be written."""
     if out.suffix.lower() == ".csv" or out.is_dir():
         raise ReportError(f"--out {out}: name the JSON file to write (e.g. report.json); the CSV goes next to it")
     if not Path(settings.data).is_dir():
         raise ReportError(f"--data {settings.data}: data folder not found")
+    if Path(settings.data).resolve() in csv_path_for(out).resolve().parents:
+        raise ReportError(
+            f"--out {out}: its CSV would land in the data folder {settings.data} and change the data set "
+            "(every CSV in it is part of it); write the report elsewhere"
+        )
+    cache = out.parent / f"{out.name}.cache"
+    try:
+        for folder in (out.parent, cache):
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):  # anonymous: nothing is left, even after a kill
+                pass
+    except OSError as err:
+        raise ReportError(f"--out {out}: cannot write there ({err.strerror or err}: {err.filename or folder})") from err
+
+
+def _clean_outputs(out: Path) -> None:
+    """Complete a final write a killed report left half done, and remove the temp files it left."""
+    finish_together(out)
+    for name in (out.name, csv_path_for(out).name, f"{out.name}.commit"):
+        remove_stale_temp_files(out.parent, name)
+    remove_stale_temp_files(out.parent / f"{out.name}.cache")
+
+
+def _out_lock(out: Path) -> Any:
+    """The lock on ``--out`` on rank 0 (the writer); nothing on the other ranks."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return nullcontext()
+    return hold_lock(out, "--out")
 
 
 def run_report(
@@ -301,6 +364,22 @@ def run_report(
         subjects = [r for r in runs if isinstance(r, Subject)] or subjects_from([Path(r) for r in runs])
     except (FileNotFoundError, ValueError) as err:
         raise ReportError(str(err)) from err
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(_out_lock(out))
+        except LockError as err:
+            raise ReportError(str(err)) from err
+        except OSError as err:
+            raise ReportError(f"--out {out}: cannot write there ({err.strerror or err}: {err.filename})") from err
+        if int(os.environ.get("RANK", "0")) == 0:
+            _clean_outputs(out)
+        return _run_locked(subjects, out, settings, on_model_done)
+
+
+def _run_locked(
+    subjects: list[Subject], out: Path, settings: ReportSettings, on_model_done: ModelCallback | None
+) -> dict[str, Any] | None:
+    """The body of :func:`run_report`, run while holding the lock on ``out``."""
     context = dist_utils.setup(settings.device)
     try:
         plan = dist_utils.broadcast_object(context, _plan(subjects, settings, out) if context.is_main else None)
@@ -311,12 +390,15 @@ def run_report(
             raise ReportError(str(err)) from err
         except (FileNotFoundError, ValueError) as err:
             raise ReportError(f"--data {settings.data}: {err}") from err
-        engine = Engine(source, settings, context)
+        engine = Engine(source, settings, context, data=settings.data)
         measured = {}
         for subject in subjects:
             if subject.name in plan.cached:
-                measured[subject.name] = _load_measured(engine, plan, subject.name)
-                continue
+                loaded = _load_measured(engine, plan, subject.name)
+                if loaded is not None:
+                    measured[subject.name] = loaded
+                    continue
+                plan.cached.remove(subject.name)
             try:
                 measured[subject.name] = engine.measure(subject)
             except ValueError as err:  # bad input met while measuring; the message names the model
@@ -338,8 +420,9 @@ def run_report(
         report = assemble(described, context, source.summary(), results, cross, time.perf_counter() - start)
         computed = [n for n in (*measured, "stability") if n not in plan.cached]
         report |= {"settings_hash": plan.settings_hash, "cache": {"reused": plan.cached, "computed": computed}}
-        write_atomic(csv_path_for(out), _csv_text(flatten_report(report)))
-        write_atomic(out, json_dumps(report))
+        table = _csv_text(flatten_report(report))
+        report["csv_sha256"] = hashlib.sha256(table.encode()).hexdigest()  # the pair is checkable
+        write_together([(csv_path_for(out), table), (out, json_dumps(report))])
         return report
     finally:
         dist_utils.teardown(context)
@@ -347,8 +430,15 @@ def run_report(
 
 def main_report(args: Any) -> dict[str, Any] | None:
     """``python -m salience_lib report``: parsed arguments → :func:`run_report`; prints the output paths."""
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ReportError(f"--threads must be >= 1, got {threads}")
+    try:
+        resolve_device(getattr(args, "device", "auto"))
+    except ValueError as err:
+        raise ReportError(f"--device {args.device}: {err}") from err
+    if threads is not None:
+        torch.set_num_threads(threads)
     names = [f.name for f in fields(ReportSettings) if f.name not in ("data", "in_set_groups", "progress", "measures")]
     settings = ReportSettings(
         data=args.data,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import hashlib
 import io
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -190,8 +193,8 @@ def test_annotations_and_data_without_metadata(data_dir: Path, runs_dir: Path, t
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "dataset.csv").write_text((data_dir / "dataset.csv").read_text())
-    for split in ("train", "val", "test"):
-        (bare / split).symlink_to(data_dir / split)
+    for split in ("train", "val", "test"):  # copies: symlinks out of the data-set root are refused
+        shutil.copytree(data_dir / split, bare / split)
     plain = run_report(run, tmp_path / "bare.json", _settings(bare, limit=10))
     assert plain is not None and plain["data"]["groups"] == {"all": 10}
     (model,) = plain["models"].values()
@@ -355,3 +358,220 @@ def test_models_file_reports_checkpoints_trained_anywhere(data_dir: Path, tmp_pa
     (tmp_path / "bad.csv").write_text("name,arch,path\nauthors/0,resnet18,missing.pth\n")
     code, err = _cli(["--data", str(data_dir), "--models", str(tmp_path / "bad.csv"), "--out", str(out)], None)
     assert code == 2 and "bad.csv, line 2" in err and "missing.pth" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# caches keyed by the files' content; outputs that change together; one writer per --out
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _cached_copy(single: tuple[Path, dict], tmp_path: Path) -> Path:
+    """A copy of the single report's outputs and cache: rerunning it computes nothing."""
+    out, _ = single
+    for path in (out, report.csv_path_for(out)):
+        shutil.copy2(path, tmp_path / path.name)
+    shutil.copytree(out.parent / f"{out.name}.cache", tmp_path / f"{out.name}.cache")
+    return tmp_path / out.name
+
+
+def _hidden(*folders: Path) -> list[str]:
+    return sorted(p.name for folder in folders for p in folder.iterdir() if p.name.startswith("."))
+
+
+def _pair_matches(out: Path) -> bool:
+    digest = hashlib.sha256(report.csv_path_for(out).read_bytes()).hexdigest()
+    return json.loads(out.read_text())["csv_sha256"] == digest
+
+
+def test_replaced_heatmaps_invalidate_report_cache(data_dir: Path, runs_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image, ImageOps
+
+    data = Path(shutil.copytree(data_dir, tmp_path / "data"))
+    run = resolve_runs(runs_dir)[:1]
+    settings = _settings(data, split="val", limit=6, batch_size=6, measures=("entropy",))
+    first = run_report(run, tmp_path / "r.json", settings)
+    for heatmap in (data / "heatmaps").iterdir():
+        with Image.open(heatmap) as img:
+            ImageOps.invert(img.convert("L")).save(heatmap)
+    second = run_report(run, tmp_path / "r.json", settings)
+    assert first is not None and second is not None
+    assert second["cache"]["reused"] == [] and second["settings_hash"] != first["settings_hash"]
+    (before,), (after,) = first["models"].values(), second["models"].values()
+    assert after["annotation_agreement"]["mean"] != pytest.approx(before["annotation_agreement"]["mean"])
+
+
+def test_corrupt_cached_maps_are_recomputed(single: tuple[Path, dict], runs_dir: Path, data_dir: Path, tmp_path):
+    out = _cached_copy(single, tmp_path)
+    victim = sorted((tmp_path / f"{out.name}.cache").glob("*.pt"))[0]
+    victim.write_bytes(b"truncated")
+    again = run_report(resolve_runs(runs_dir), out, _settings(data_dir))
+    assert again is not None and again["cache"]["computed"] == [victim.name.rsplit("-", 1)[0]]
+    _assert_numbers_equal(again["models"], single[1]["models"])
+
+
+def test_enospc_during_final_write_keeps_previous_outputs(
+    single: tuple[Path, dict], runs_dir: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from salience_lib.runtime import files
+
+    out = _cached_copy(single, tmp_path)
+    out.write_text("previous json")
+    report.csv_path_for(out).write_text("previous csv")
+    real = os.fsync
+
+    def full_disk_for_the_json(fd: int) -> None:
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(f".{out.name}."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(files.os, "fsync", full_disk_for_the_json)
+    argv = ["--data", str(data_dir), "--runs", str(runs_dir), "--out", str(out), "--limit", str(LIMIT)]
+    code, err = _cli([*argv, "--batch-size", "10", "--device", "cpu", "--no-progress"], None)
+    assert code == 2 and _one_line(err).endswith(f"error: no space left on device: {out}")
+    assert out.read_text() == "previous json" and report.csv_path_for(out).read_text() == "previous csv"
+    assert _hidden(tmp_path, tmp_path / f"{out.name}.cache") == []
+
+
+_KILL_AT_JSON_RENAME = """
+import os, signal, sys
+from pathlib import Path
+from salience_lib.report import ReportSettings, resolve_runs, run_report
+data, runs, out = sys.argv[1:4]
+real = os.replace
+def replace(src, dst):
+    if Path(dst) == Path(out):  # the CSV is renamed already, the JSON not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+os.replace = replace
+run_report(resolve_runs(runs), out, ReportSettings(data=data, limit=int(sys.argv[4]), batch_size=10, device="cpu",
+           progress=False))
+"""
+
+
+def test_sigkill_during_final_write_leaves_no_half_pair(
+    single: tuple[Path, dict], runs_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    from salience_lib.runtime.files import finish_together
+
+    out = _cached_copy(single, tmp_path)
+    out.write_text("previous json")
+    command = [sys.executable, "-c", _KILL_AT_JSON_RENAME, str(data_dir), str(runs_dir), str(out), str(LIMIT)]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == -9, done.stderr[-2000:]
+    assert out.read_text() == "previous json"  # killed between the renames: the journal says what is left
+    assert finish_together(out) and _pair_matches(out)
+    assert _hidden(tmp_path, tmp_path / f"{out.name}.cache") == [".report.json.lock"]  # free: its holder died
+    again = run_report(resolve_runs(runs_dir), out, _settings(data_dir))
+    assert again is not None and again["cache"]["computed"] == [] and _pair_matches(out)
+    assert _hidden(tmp_path, tmp_path / f"{out.name}.cache") == []
+
+
+def test_orphan_temp_files_are_removed_by_the_next_report(
+    single: tuple[Path, dict], runs_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    out = _cached_copy(single, tmp_path)
+    cache = tmp_path / f"{out.name}.cache"
+    orphans = [tmp_path / f".{out.name}.1a2b3c4d.tmp", tmp_path / ".report.csv.99.tmp", cache / ".x-12.pt.5.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"left by a killed report")
+    assert run_report(resolve_runs(runs_dir), out, _settings(data_dir)) is not None
+    assert _hidden(tmp_path, cache) == [] and _pair_matches(out)
+
+
+def test_second_report_on_one_out_fails_fast_naming_the_first(data_dir: Path, runs_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    run = resolve_runs(runs_dir)[:1]
+    argv = ["--data", str(data_dir), "--run", str(run[0]), "--out", str(out), "--limit", "4", "--batch-size", "4"]
+    argv += ["--device", "cpu", "--no-progress", "--measures", "entropy"]
+    second: list[tuple[int, str]] = []
+
+    def start_another(name: str, result: dict) -> None:  # while the first report holds --out
+        second.append(_cli(argv, None))
+
+    first = run_report(run, out, _settings(data_dir, limit=4, batch_size=4, measures=("entropy",)),
+                       on_model_done=start_another)  # fmt: skip
+    ((code, err),) = second
+    assert code == 2 and f"--out {out} is in use by another process (pid {os.getpid()} " in _one_line(err)
+    assert first is not None and _pair_matches(out) and _hidden(tmp_path) == []
+
+
+def test_unwritable_out_fails_before_computing(
+    data_dir: Path, runs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from salience_lib.engine import Engine
+
+    def measure(*args: object, **kwargs: object) -> None:
+        raise AssertionError("computed before --out was checked")
+
+    monkeypatch.setattr(Engine, "measure", measure)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ReportError, match=r"--out .*a-file.*cannot write there"):
+        run_report(resolve_runs(runs_dir)[:1], tmp_path / "a-file" / "r.json", _settings(data_dir))
+    with pytest.raises(ReportError, match="data folder"):  # its CSV would change the data set
+        run_report(resolve_runs(runs_dir)[:1], data_dir / "reports" / "r.json", _settings(data_dir))
+    assert not (data_dir / "reports").exists()
+
+
+def _copied_run(runs_dir: Path, tmp_path: Path) -> Path:
+    source = resolve_runs(runs_dir)[0]
+    return Path(shutil.copytree(source, tmp_path / "runs" / source.name))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_truncated_or_empty_checkpoint_is_one_line(data_dir: Path, runs_dir: Path, tmp_path: Path, damage: str):
+    run = _copied_run(runs_dir, tmp_path)
+    model = run / "model.pt"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2] if damage == "truncated" else b"")
+    argv = ["--data", str(data_dir), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "r.json")]
+    code, err = _cli([*argv, "--limit", "4", "--device", "cpu", "--no-progress"], None)
+    assert code == 2 and f"corrupt or truncated checkpoint {model}" in _one_line(err)
+
+
+@pytest.mark.parametrize(("text", "problem"), [("{not json", "corrupt sidecar"), ('{"loss": "xent"}', "missing arch")])
+def test_corrupt_or_incomplete_sidecar_under_runs_is_one_line(
+    data_dir: Path, runs_dir: Path, tmp_path: Path, text: str, problem: str
+) -> None:
+    run = _copied_run(runs_dir, tmp_path)
+    (run / "model.json").write_text(text)
+    argv = ["--data", str(data_dir), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "r.json")]
+    code, err = _cli(argv, None)
+    line = _one_line(err)
+    assert code == 2 and "--runs" in line and str(run / "model.json") in line and problem in line
+
+
+def test_unknown_device_and_zero_threads_are_one_line(
+    data_dir: Path, runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--data", str(data_dir), "--runs", str(runs_dir), "--out", str(tmp_path / "r.json")]
+    code, err = _cli([*argv, "--device", "foo"], None)
+    assert code == 2 and "--device foo" in _one_line(err)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["report", *argv, "--threads", "0"])
+    assert info.value.code == 2 and "--threads" in _one_line(capsys.readouterr().err)
+    args = cli.build_parser().parse_args(["report", *argv])
+    args.threads = 0
+    with pytest.raises(ReportError, match="--threads"):  # the function refuses it too, not only the parser
+        report.main_report(args)
+
+
+def test_changed_csv_outside_the_data_folder_invalidates_report_cache(
+    data_dir: Path, runs_dir: Path, tmp_path: Path
+) -> None:
+    lines = [line for line in (data_dir / "dataset.csv").read_text().splitlines() if line.startswith("test,")]
+    chosen = tmp_path / "csvs" / "test.csv"  # beside the data, like CYBORG's csvs/
+    chosen.parent.mkdir()
+    chosen.write_text("\n".join(lines[:4]) + "\n")
+    run = resolve_runs(runs_dir)[:1]
+    settings = _settings(data_dir, csv=str(chosen), limit=4, batch_size=4, measures=("entropy",))
+    first = run_report(run, tmp_path / "r.json", settings)
+    chosen.write_text("\n".join(lines[-4:]) + "\n")  # other images, same settings
+    second = run_report(run, tmp_path / "r.json", settings)
+    assert first is not None and second is not None and second["cache"]["reused"] == []
+    (before,), (after,) = first["models"].values(), second["models"].values()
+    assert after["entropy"]["spatial"]["entropy"] != before["entropy"]["spatial"]["entropy"]

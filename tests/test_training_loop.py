@@ -238,3 +238,91 @@ def test_find_runs_keeps_only_runs_of_the_current_data(tmp_path) -> None:
     assert find_runs(tmp_path / "runs", data=folder) == [current]
     (folder / "dataset.csv").write_text("train,Real,b.png\n")
     assert find_runs(tmp_path / "runs", data=folder) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# caches keyed by the data's content; no orphan after a kill; corrupt resume state; one trainer per run
+
+
+def test_replaced_training_images_retrain(root: Path, tmp_path: Path) -> None:
+    """``train`` on a data folder whose every training image was replaced by black is not "cached"."""
+    from PIL import Image
+
+    from salience_lib.data import CsvImageDataset
+    from salience_lib.training import train_runs
+
+    config = tiny_config(loss="xent", epochs=1, batch_size=32, device="cpu")
+    (first,) = train_runs(config, root, tmp_path / "runs", [0], progress=False)
+    train = CsvImageDataset(root, "train")
+    for i in range(len(train)):
+        path = train.image_file(i)
+        with Image.open(path) as img:
+            size, mode = img.size, img.mode
+        Image.new(mode, size).save(path)
+    (second,) = train_runs(config, root, tmp_path / "runs", [0], progress=False)
+    assert second != first and json.loads((second / SIDECAR_FILE).read_text())["complete"]
+    assert not torch.equal(_state(first)["fc.weight"], _state(second)["fc.weight"])
+
+
+_KILL_IN_RESUME_WRITE = """
+import os, signal, sys
+import torch
+from salience_lib.models import runs
+from tests.test_training_loop import TinyFaces, tiny_config
+from salience_lib.training import train_on
+real = torch.save
+def save(obj, handle):
+    real(obj, handle)
+    if os.path.basename(os.readlink(f"/proc/self/fd/{handle.fileno()}")).startswith(".resume.pt."):  # not renamed
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+runs.torch.save = save
+train_on(tiny_config(loss="xent", epochs=2), TinyFaces(32, seed=0), None, sys.argv[1], "datahash", progress=False)
+"""
+
+
+def test_sigkill_during_checkpoint_write_leaves_no_orphan_file(tmp_path: Path) -> None:
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    cwd = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", _KILL_IN_RESUME_WRITE, str(out)], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=cwd, check=False)  # fmt: skip
+    assert done.returncode == -9, done.stderr[-2000:]
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    (orphan,) = run_dir.glob(".resume.pt.*.tmp")  # what the kill leaves ...
+    assert stat.S_IMODE(orphan.stat().st_mode) != 0o600  # ... is not a private 0600 file
+    again = train_on(tiny_config(loss="xent", epochs=2), TinyFaces(32, seed=0), None, out, "datahash", progress=False)
+    assert again == run_dir and json.loads((run_dir / SIDECAR_FILE).read_text())["complete"]
+    hidden = sorted(p.name for folder in (out, run_dir) for p in folder.iterdir() if p.name.startswith("."))
+    assert hidden == [] and not (run_dir / RESUME_FILE).exists()
+
+
+def test_corrupt_resume_state_is_named(data, tmp_path: Path) -> None:
+    config = tiny_config(loss="xent", epochs=2)
+
+    def stop(epoch, model, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(config, data, tmp_path, on_epoch_end=stop)
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    resume = run_dir / RESUME_FILE
+    resume.write_bytes(resume.read_bytes()[:100])
+    with pytest.raises(ValueError, match=rf"corrupt or truncated resume state {resume} .*delete it to restart"):
+        _train(config, data, tmp_path)
+
+
+def test_second_trainer_of_one_run_fails_fast(data, tmp_path: Path) -> None:
+    from salience_lib.runtime.lock import LockError, hold_lock
+    from salience_lib.training.config import recipe_hash
+
+    config = tiny_config(loss="xent", epochs=1)
+    run_dir = training_loop._run_dir(config, tmp_path, recipe_hash(config, "datahash"))
+    with hold_lock(run_dir, "run folder"), pytest.raises(LockError, match=rf"run folder {run_dir} is in use"):
+        _train(config, data, tmp_path)
+    assert not run_dir.exists()

@@ -151,6 +151,16 @@ _ARG_FIELDS = {
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A :class:`TrainConfig` from parsed ``train`` arguments; unset (``None``) options keep defaults."""
+    """A :class:`TrainConfig` from parsed ``train`` arguments; unset (``None``) options keep defaults.
+
+    Raises:
+        ValueError: a bad value; the message names the command-line flag (``--epochs``), not the field.
+    """
     values = {field: getattr(args, name, None) for name, field in _ARG_FIELDS.items()}
-    return TrainConfig(**{field: value for field, value in values.items() if value is not None})
+    try:
+        return TrainConfig(**{field: value for field, value in values.items() if value is not None})
+    except ValueError as err:
+        message = str(err)
+        for name, field in _ARG_FIELDS.items():
+            message = message.replace(f"`{field}`", "--" + name.replace("_", "-"))
+        raise ValueError(message) from err

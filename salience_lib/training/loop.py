@@ -33,14 +33,18 @@ from salience_lib.models.runs import (
     CLASSES,
     MODEL_FILE,
     RESUME_FILE,
+    SIDECAR_FILE,
     SIDECAR_FORMAT,
     cpu_state,
     read_sidecar,
+    read_tensors,
     run_name,
     save_checkpoint,
     write_sidecar,
 )
 from salience_lib.runtime.device import amp_dtype, resolve_device
+from salience_lib.runtime.files import remove_stale_temp_files
+from salience_lib.runtime.lock import hold_lock
 from salience_lib.training.batches import (
     epoch_batches,
     image_size,
@@ -117,19 +121,28 @@ def _resume(run: _Run, run_dir: Path, rhash: str) -> None:
     path = run_dir / RESUME_FILE
     if not path.is_file():
         return
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    restart = f"delete it to restart {run_dir.name} from its first epoch"
+    try:
+        state = read_tensors(path, "resume state")
+    except ValueError as err:
+        raise ValueError(f"{err}; {restart}") from err
+    if not isinstance(state, dict):
+        raise ValueError(f"corrupt resume state {path} (not a dict); {restart}")
     if state.get("recipe_hash") != rhash or state.get("seed") != run.config.seed:
         logger.warning("ignoring %s: it belongs to another recipe", path)
         return
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng_cpu"])
-    if run.device.type == "cuda" and state["rng_cuda"]:
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
-    run.history = list(state["history"])
-    run.start_epoch = int(state["epoch"])
+    try:
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if run.device.type == "cuda" and state["rng_cuda"]:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        run.history = list(state["history"])
+        run.start_epoch = int(state["epoch"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"corrupt resume state {path} ({type(err).__name__}: {err}); {restart}") from err
     logger.info("resuming %s from epoch %d", run_dir.name, run.start_epoch)
 
 
@@ -288,7 +301,27 @@ def train_on(
         return run_dir
     if len(train_set) < 2:
         raise ValueError(f"`train_set` must hold at least 2 items, got {len(train_set)}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with hold_lock(run_dir, "run folder"):
+        if _is_cached(run_dir, rhash, config.seed):  # finished by another process meanwhile
+            return run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in (RESUME_FILE, MODEL_FILE, SIDECAR_FILE):  # left by a process killed while writing
+            remove_stale_temp_files(run_dir, name)
+        _train_locked(config, train_set, val_set, run_dir, (rhash, data_hash), on_epoch_end, progress)
+    return run_dir
+
+
+def _train_locked(
+    config: TrainConfig,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    run_dir: Path,
+    hashes: tuple[str, str],
+    on_epoch_end: EpochCallback | None,
+    progress: bool,
+) -> None:
+    """The body of :func:`train_on`, run while holding the run folder's lock."""
+    rhash, data_hash = hashes
     device = resolve_device(config.device)
     if config.preload:
         train_set = preload(train_set, config.num_workers).to(device)
@@ -298,11 +331,10 @@ def train_on(
     with torch.random.fork_rng(devices=devices):
         run = _make_run(config, image_size(train_set), steps)
         _resume(run, run_dir, rhash)
-        _fit(run, train_set, val_set, run_dir, (rhash, data_hash), steps, on_epoch_end, progress)
+        _fit(run, train_set, val_set, run_dir, hashes, steps, on_epoch_end, progress)
     save_checkpoint(run_dir / MODEL_FILE, cpu_state(run.model))
     write_sidecar(run_dir, _sidecar(run, rhash, data_hash, config.epochs, complete=True))
     (run_dir / RESUME_FILE).unlink(missing_ok=True)
-    return run_dir
 
 
 def _fit(
@@ -385,12 +417,29 @@ def train_runs(
 
 
 def main_train(args: argparse.Namespace) -> list[Path]:
-    """``python -m salience_lib train``: train one model per seed and print the run folders."""
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+    """``python -m salience_lib train``: train one model per seed and print the run folders.
+
+    Raises:
+        ValueError: a bad option (the message names the flag), an unreadable image (names the file).
+        FileNotFoundError: no data folder or CSV.
+        OSError: ``--out`` cannot be written (e.g. a full disk); names the file.
+    """
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    config = config_from_args(args)
+    try:
+        resolve_device(config.device)
+    except ValueError as err:
+        raise ValueError(f"--device {config.device}: {err}") from err
+    if not Path(args.data).is_dir():
+        raise FileNotFoundError(f"--data {args.data}: data folder not found")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise NotADirectoryError(f"--out {args.out}: not a folder")
+    if threads is not None:
+        torch.set_num_threads(threads)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = config_from_args(args)
     paths = train_runs(config, args.data, args.out, args.seeds, progress=not getattr(args, "no_progress", False))
     for path in paths:
         side = read_sidecar(path) or {}
