@@ -77,7 +77,7 @@ define write-if-changed
 if cmp -s $(1).tmp $(1); then rm -f $(1).tmp; else mv $(1).tmp $(1); fi
 endef
 
-.PHONY: book browser-test clean-book FORCE
+.PHONY: book browser-test pdf clean-book FORCE
 .DELETE_ON_ERROR:
 
 book: $(STAMPS)/html.stamp
@@ -121,6 +121,10 @@ $(EXECUTED): $(SRC)/%.ipynb: %.md $(LIB) $(DATA_DIR)/info.json $(RUNS_MANIFEST) 
 		$(STAMPS)/params.cfg $(TOOLS)/run_chapter.py | $(STAMP)
 	$(PY) $(TOOLS)/run_chapter.py $< $@ --timeout $(CELL_TIMEOUT) $(addprefix --param ,$(PARAMS))
 
+# The landing page pastes the findings the selection chapter glues ({glue:text}`selection.ipynb::...`);
+# Sphinx pastes them only when it rebuilds the landing page, so that page runs again (seconds) after the chapter.
+$(SRC)/book/intro.ipynb: $(SRC)/book/selection.ipynb
+
 $(STAGED): $(SRC)/%: %
 	@mkdir -p $(@D)
 	cp $< $@
@@ -138,6 +142,9 @@ $(STAMPS)/vendor.stamp: node_modules/.package-lock.json Makefile
 	cp node_modules/requirejs/require.js $(VENDOR)/widgets/require.js
 	cp node_modules/$(WIDGETS_DIST)/embed-amd.js node_modules/$(WIDGETS_DIST)/*.{woff,woff2,ttf,eot,svg} \
 		$(VENDOR)/widgets/$(WIDGETS_DIST)/
+	@# The bundle's CSS sometimes resolves its fonts one folder up, in _static/widgets/@jupyter-widgets/
+	@# (timing-dependent: every time on the selection chapter's page, now and then on a small one): 404s.
+	cp node_modules/$(WIDGETS_DIST)/*.{woff,woff2,ttf,eot,svg} $(VENDOR)/widgets/@jupyter-widgets/
 	cp -r node_modules/mathjax/es5/. $(VENDOR)/mathjax/
 	@mkdir -p $(@D) && touch $@
 
@@ -152,6 +159,14 @@ $(STAMPS)/html.stamp: $(STAGED) $(EXECUTED) $(STAMPS)/vendor.stamp | $(STAMP)
 browser-test: $(STAMPS)/html.stamp
 	@set +e; $(PY) -m pytest browser_tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no browser tests: failing"; exit 1; fi; exit $$rc
+
+# The whole book as one PDF for course packs: headless Chromium prints every page of the built site
+# (maths typeset, widgets at their first frame), pypdf merges and checks them (browser_tests/print_pdf.py).
+# `make pdf PDF_ARGS=--no-solutions` leaves the exercises' solutions out. It prints every time it is
+# asked (about a minute): the PDF depends on PDF_ARGS too. The check's numbers go to _build/book.json.
+PDF_ARGS ?=
+pdf: $(STAMPS)/html.stamp | $(STAMP)
+	$(PY) browser_tests/print_pdf.py --site $(BUILD)/html --out $(BUILD)/book.pdf $(PDF_ARGS)
 
 clean-book:
 	rm -rf $(BUILD)

@@ -3,11 +3,14 @@
 Per page of ``_toc.yml``: no console error, no uncaught exception, no failed request and no request
 to another host; every image (figures and widget frames) present and decoded; every widget rendered.
 Per frame widget (``salience_lib.book.frame_slider`` / ``frame_dropdown``): moving the control
-shows another image, with no kernel. Screenshots go to ``_build/screenshots/``.
+shows another image, with no kernel. The landing page shows its figure and the findings pasted from
+the selection chapter; the selection chapter's explorer section shows its precomputed frames (the
+live explorer needs a kernel and is not on the page). Screenshots go to ``_build/screenshots/``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,3 +163,56 @@ def test_frame_widgets_switch_frames_without_a_kernel(
 def test_the_book_has_a_frame_widget() -> None:
     """The widget check above must not pass vacuously: some chapter builds a frame widget."""
     assert WIDGET_DOCUMENTS, "no chapter source calls book.frame_slider or book.frame_dropdown"
+
+
+# The landing page: its figure of the two recipes' maps, and the findings pasted from the selection chapter.
+LANDING = DOCUMENTS[0]  # the root of _toc.yml (book/intro)
+NUMBER = r"^-?\d+(\.\d+)?( px)?$"
+DECODED = "img => img.complete && img.naturalWidth > 0"
+
+
+def test_landing_page_shows_the_figure_and_the_findings(
+    context: BrowserContext, site_url: str, screenshots: Path
+) -> None:
+    visit = _open(context, f"{site_url}/{LANDING}.html")
+    page = visit.page
+    figure = page.locator("figure#fig-intro-faces img")
+    assert figure.count() == 1, f"{LANDING}: no figure fig-intro-faces with an image"
+    figure.scroll_into_view_if_needed()
+    assert figure.evaluate(DECODED), f"{LANDING}: the figure's image did not load"
+    findings = page.locator("section#what-the-measures-found")
+    assert findings.count() == 1, f"{LANDING}: no section 'What the measures found'"
+    rows = findings.locator("table tbody tr")
+    assert rows.count() == 5, f"{LANDING}: the findings table has {rows.count()} rows, not one per measure"
+    for k in range(rows.count()):
+        pasted = rows.nth(k).locator(".pasted-text")
+        texts = [pasted.nth(i).inner_text().strip() for i in range(pasted.count())]
+        assert len(texts) == 7, f"{LANDING}: findings row {k + 1} shows {texts}, not 2 × (mean, CI) and a p"
+        assert all(re.match(NUMBER, text) for text in texts), f"{LANDING}: findings row {k + 1}: {texts}"
+    page.screenshot(path=screenshots / f"{_slug(LANDING)}-landing.png", full_page=True)
+    assert not visit.problems, f"{LANDING}:\n" + "\n".join(visit.problems)
+
+
+# The selection chapter's live explorer: left out of the static page, whose precomputed frames stand in for it.
+SELECTION = "book/selection"
+
+
+@pytest.mark.skipif(SELECTION not in DOCUMENTS, reason="the selection chapter is not in _toc.yml")
+def test_selection_page_has_the_explorer_section_with_static_frames(
+    context: BrowserContext, site_url: str, screenshots: Path
+) -> None:
+    visit = _open(context, f"{site_url}/{SELECTION}.html")
+    page = visit.page
+    section = page.locator("section#explore-a-model-live")
+    assert section.count() == 1, f"{SELECTION}: no section 'Explore a model live'"
+    assert "kernel" in section.inner_text(), f"{SELECTION}: the section does not say that a kernel makes it live"
+    assert page.locator(".salience-explorer").count() == 0, f"{SELECTION}: the live explorer is on the static page"
+    viewer = section.locator(".salience-frames")
+    assert viewer.count() == 1, f"{SELECTION}: the explorer section has {viewer.count()} frame widgets, not one"
+    viewer.scroll_into_view_if_needed()
+    image = viewer.locator("img").first
+    assert image.evaluate(DECODED), f"{SELECTION}: the explorer's static frame is not decoded"
+    options = viewer.locator("select option")
+    assert options.count() >= 2, f"{SELECTION}: the explorer's frames offer {options.count()} choices"
+    viewer.screenshot(path=screenshots / f"{_slug(SELECTION)}-explorer.png")
+    assert not visit.problems, f"{SELECTION}:\n" + "\n".join(visit.problems)

@@ -11,15 +11,18 @@ from salience_lib.book import (
     chapters,
     curves,
     examples,
+    explorer,
     faces,
     figures,
     frames,
+    landing,
     own_data,
     panels,
     plots,
     recipes,
     results,
     runs,
+    sanity,
     seeds,
     style,
 )
@@ -41,7 +44,10 @@ MODULES = (
     blur,
     curves,
     seeds,
+    sanity,
     own_data,
+    explorer,
+    landing,
 )
 
 

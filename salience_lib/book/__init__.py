@@ -21,7 +21,11 @@ One job per module, every public name re-exported here (``from salience_lib impo
 - :mod:`~salience_lib.book.faces`: examples of a data set and its shortcut cue (data chapter);
 - :mod:`~salience_lib.book.blur`: the single-pass degradation protocol (degradation chapter);
 - :mod:`~salience_lib.book.curves`: perturbation curves and mean maps (out-of-set chapter);
-- :mod:`~salience_lib.book.seeds`: comparing the models of a recipe across seeds (stability chapter).
+- :mod:`~salience_lib.book.seeds`: comparing the models of a recipe across seeds (stability chapter);
+- :mod:`~salience_lib.book.sanity`: cascading model randomisation, the sanity check of the measures
+  (sanity chapter);
+- :mod:`~salience_lib.book.explorer`: the live explorer of the measures, for a Jupyter kernel;
+- :mod:`~salience_lib.book.landing`: the landing page's figure (XENT and CYBORG maps of the same faces).
 
 Importing the package has no side effects: matplotlib's style changes only when a chapter calls
 :func:`use_style`, and no widget exists until a function makes one.
@@ -43,6 +47,7 @@ from salience_lib.book.chapters import (
 )
 from salience_lib.book.curves import curve_means_by_label, curve_table, mean_map, plot_curve_grid, shift_numbers
 from salience_lib.book.examples import gaussian_blob, hand_made_maps, plot_against_formula, show_maps
+from salience_lib.book.explorer import MEASURES, METHODS, Explorer, explore
 from salience_lib.book.faces import cue_difference, dataset_examples, shortcut_figure
 from salience_lib.book.figures import (
     PNG_SIGNATURE,
@@ -60,6 +65,7 @@ from salience_lib.book.frames import (
     deletion_frames,
     perturbation_frame,
 )
+from salience_lib.book.landing import recipe_maps_figure
 from salience_lib.book.own_data import fine_tune_plain, write_cyborg_folder
 from salience_lib.book.panels import compare_recipe_panels, image_and_maps, map_grid, recipe_means_panels, recipe_values
 from salience_lib.book.plots import (
@@ -78,6 +84,19 @@ from salience_lib.book.runs import (
     plot_called_synthetic,
     plot_histories,
     runs_overview,
+)
+from salience_lib.book.sanity import (
+    NORM_LAYERS,
+    cascade_stability,
+    cascading_randomisation,
+    first_departure,
+    map_similarity_frame,
+    plot_sanity,
+    randomisation_layers,
+    sanity_frame,
+    similarity_to_trained,
+    spearman,
+    upsample_maps,
 )
 from salience_lib.book.seeds import (
     plot_shift_similarity,
@@ -103,16 +122,22 @@ __all__ = [
     "HEADLINE",
     "MAP_CMAP",
     "MASK_COLOR",
+    "MEASURES",
+    "METHODS",
+    "NORM_LAYERS",
     "PALETTE",
     "PNG_SIGNATURE",
     "RECIPES",
     "RECIPE_COLORS",
     "RECIPE_LABELS",
+    "Explorer",
     "FrameViewer",
     "architecture_table",
     "blur_pipeline",
     "blur_sigmas",
     "called_synthetic",
+    "cascade_stability",
+    "cascading_randomisation",
     "clean_prediction_probability",
     "compare_recipe_panels",
     "compare_recipes",
@@ -126,7 +151,9 @@ __all__ = [
     "deletion_frames",
     "effect_means",
     "explain_all",
+    "explore",
     "fine_tune_plain",
+    "first_departure",
     "frame_dropdown",
     "frame_slider",
     "gallery",
@@ -141,6 +168,7 @@ __all__ = [
     "in_batches",
     "load_runs",
     "map_grid",
+    "map_similarity_frame",
     "mean_map",
     "outline_mask",
     "overlay_map",
@@ -155,15 +183,19 @@ __all__ = [
     "plot_recipe_histograms",
     "plot_recipe_means",
     "plot_recipe_scatter",
+    "plot_sanity",
     "plot_shift_similarity",
     "plot_similarity_matrix",
     "plot_ssim_windows",
+    "randomisation_layers",
     "recipe_color",
+    "recipe_maps_figure",
     "recipe_means_panels",
     "recipe_values",
     "result_value",
     "runs_by_recipe",
     "runs_overview",
+    "sanity_frame",
     "seed_grid",
     "seeded_picks",
     "shift_numbers",
@@ -171,14 +203,17 @@ __all__ = [
     "shortcut_figure",
     "show_image",
     "show_maps",
+    "similarity_to_trained",
     "single_pass",
     "smallest_p_value",
+    "spearman",
     "stability_by_recipe",
     "subset_stability",
     "summarise_recipes",
     "summary_numbers",
     "to_image_array",
     "to_png",
+    "upsample_maps",
     "use_style",
     "write_cyborg_folder",
 ]
