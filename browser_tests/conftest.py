@@ -8,16 +8,12 @@ reported, so the test also proves that the site works offline.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+import print_pdf  # the same site server and table of contents as the PDF (browser_tests/ is on sys.path)
 import pytest
-import yaml
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,26 +32,7 @@ CHROMIUM_ARGS = [
 
 def toc_documents(toc: Path = ROOT / "_toc.yml") -> list[str]:
     """Every document of the table of contents (root first), as Sphinx names them (``book/data``)."""
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    found.append(node[key].removesuffix(".md").removesuffix(".ipynb"))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(yaml.safe_load(toc.read_text(encoding="utf-8")))
-    return found
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the test output clean: no line per request."""
+    return print_pdf.toc_documents(toc)
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +40,8 @@ def site_url() -> Iterator[str]:
     """Base URL of ``_build/html`` served on a free local port."""
     if not (SITE / "index.html").is_file():
         pytest.fail(f"no built site in {SITE}: run `make book` first")
-    handler = functools.partial(_QuietHandler, directory=str(SITE))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with print_pdf.serve(SITE) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
