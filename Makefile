@@ -157,7 +157,7 @@ $(STAMPS)/html.stamp: $(STAGED) $(EXECUTED) $(STAMPS)/vendor.stamp | $(STAMP)
 
 # Opens every page of the built site in headless Chromium, offline (browser_tests/test_site.py).
 browser-test: $(STAMPS)/html.stamp
-	@set +e; $(PY) -m pytest browser_tests; rc=$$?; \
+	@set +e; VOILA=$(CURDIR)/$(VENV)/bin/voila $(PY) -m pytest browser_tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no browser tests: failing"; exit 1; fi; exit $$rc
 
 # The whole book as one PDF for course packs: headless Chromium prints every page of the built site

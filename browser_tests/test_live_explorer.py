@@ -2,9 +2,9 @@
 
 The static site has no kernel, so this test serves a one-cell notebook with Voilà (a Jupyter server
 that runs the notebook and renders its widgets, live) and changes the explorer's menus in the browser:
-each change must reach the kernel, which recomputes and sends back a new picture and number. Voilà is
-not among the book's requirements: the test runs where a ``voila`` executable is found (``$VOILA``,
-or on the PATH), with ``jupyterlab_widgets`` installed beside it, and is skipped otherwise. The
+each change must reach the kernel, which recomputes and sends back a new picture and number. Voilà
+is pinned in requirements-dev.txt and `make browser-test` points ``$VOILA`` at it; elsewhere the
+test runs where a ``voila`` executable is found (``$VOILA``, or on the PATH) and is skipped otherwise. The
 kernel is this interpreter, so it imports this checkout's ``salience_lib``.
 """
 
