@@ -81,7 +81,7 @@ def load_split(root: str | os.PathLike[str], split: str, annotations: bool = Fal
 def _flat_metrics(model: dict, detection: dict) -> dict[str, float | None]:
     """One model's engine result as flat per-model numbers (means over images)."""
     out: dict[str, float | None] = {"accuracy": model["accuracy"]["mean"]}
-    out |= {k: v for k, v in detection.items() if k != "n"}
+    out |= {k: v for k, v in detection.items() if k != "n" and not isinstance(v, dict)}  # auc_by_group: per family
     for kind in ("spatial", "histogram"):
         out[f"entropy_{kind}"] = model["entropy"][kind]["entropy"]["mean"]
     for group, values in (model["ground_truth"]["localisation"] or {}).items():

@@ -70,6 +70,8 @@ def test_cli_reports_cyborg_folder_with_state_dict_checkpoints(cyborg_data: Path
             assert measure in model
         groups = model["out_of_set"]["distribution_shift"]["groups"]
         assert groups and all("/" not in g and not g.endswith("_aligned") for g in groups)
+        families = model["ground_truth"]["detection"]["auc_by_group"]  # one AUC per generator family
+        assert families and set(families) < set(groups) and "real" not in families
     assert out.with_suffix(".csv").stat().st_size > 0
 
 

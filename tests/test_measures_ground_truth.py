@@ -51,3 +51,17 @@ def test_localisation_skips_images_without_a_mask():
     acc.update(maps, masks, torch.tensor([0, 1, 1]))
     out = acc.compute()
     assert set(out) == {"seen"} and out["seen"]["n"] == 2 and out["seen"]["pointing_game"].mean == 1.0
+
+
+def test_detection_auc_per_generator_family_from_folder_groups():
+    """CYBORG's folders give one group per family: each all-Synthetic family gets its AUC against every Real image."""
+    groups = ("ffhq", "stylegan1", "stylegan2")  # a Real folder group and two generator families
+    acc = DetectionAccumulator(groups)
+    labels = torch.tensor([0, 0, 1, 1, 1, 1])
+    group = torch.tensor([0, 0, 1, 1, 2, 2])
+    p1 = torch.tensor([0.2, 0.4, 0.9, 0.3, 0.1, 0.15])
+    acc.update(torch.stack([1 - p1, p1], dim=1), labels, group)
+    out = acc.compute()
+    assert out["auc"] == pytest.approx(3 / 8)  # pairs won: 0.9 beats 2 reals, 0.3 beats 1; of 4 × 2
+    assert out["auc_by_group"] == {"stylegan1": pytest.approx(0.75), "stylegan2": pytest.approx(0.0)}
+    assert "auc_seen" not in out  # no real/seen/unseen names: only the per-family AUCs

@@ -96,12 +96,22 @@ class DetectionAccumulator(Accumulator):
         self._cat("shortcut", unknown if shortcut is None else shortcut.long())
 
     def compute(self) -> dict[str, object]:
-        """``accuracy`` (summary) and, where the groups allow, AUCs and balanced accuracies (floats or None)."""
+        """``accuracy`` (summary), ``auc`` (Synthetic vs Real), ``auc_by_group`` (each all-Synthetic group —
+        a generator family of CYBORG's folders — vs every Real image) and, where the groups are
+        ``real``/``seen``/``unseen``, their AUCs and balanced accuracies (floats, or None without images)."""
         label, predicted = self.values("label").long(), self.values("predicted").long()
         out: dict[str, object] = {"accuracy": summary_of((predicted == label).double()), "n": self.count}
+        group, p = self.values("group").long(), self.values("p_synthetic")
+        out["auc"] = _auc(p[label == 1], p[label == 0])
+        by_group = {
+            name: _auc(p[members], p[label == 0])
+            for g, name in enumerate(self.groups)
+            if bool((members := group == g).any()) and bool((label[members] == 1).all())
+        }
+        if by_group:  # each all-Synthetic group (a generator family) against every Real image
+            out["auc_by_group"] = by_group
         if "real" not in self.groups:
             return out
-        group, p = self.values("group").long(), self.values("p_synthetic")
         cue_known = bool((self.values("shortcut") >= 0).all())
         cue = self.values("shortcut") == 1
         real = group == self.groups.index("real")
