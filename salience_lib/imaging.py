@@ -300,7 +300,11 @@ def spatially_varying_blur(images: torch.Tensor, sigma_per_level: torch.Tensor, 
     Raises:
         ValueError: images outside [0, 1] or not finite (:func:`check_unit_images`), bad ``levels``.
     """
-    images = check_unit_images(images)
+    return _spatially_varying_blur(check_unit_images(images), sigma_per_level, levels)
+
+
+def _spatially_varying_blur(images: torch.Tensor, sigma_per_level: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """:func:`spatially_varying_blur` of images already checked by the caller (one range check per call chain)."""
     batch, channels, height, width = images.shape
     if levels.shape != (batch, height, width):
         raise ValueError(f"`levels` must have shape (B, H, W) = {(batch, height, width)}, got {tuple(levels.shape)}")

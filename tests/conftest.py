@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -30,3 +31,12 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def root(generated: Path, tmp_path: Path) -> Path:
     """A private copy of the generated set that a test may corrupt."""
     return Path(shutil.copytree(generated, tmp_path / "copy"))
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close the figures a test left open (only where matplotlib is loaded: no import for other tests)."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")

@@ -1,7 +1,11 @@
-"""Small models and explainers shared by the tests (not fixtures: plain, importable objects)."""
+"""Small models, explainers and fault injectors shared by the tests (not fixtures: plain, importable objects)."""
 
 from __future__ import annotations
 
+import errno
+import os
+
+import pytest
 import torch
 from torch import nn
 
@@ -93,3 +97,20 @@ def fixed_position(images: torch.Tensor) -> torch.Tensor:
     xs = torch.arange(width, dtype=torch.float32)[None, :]
     blob = torch.exp(-((ys - height * 0.25) ** 2 + (xs - width * 0.3) ** 2) / (2 * (height / 8) ** 2))
     return blob.expand(batch, height, width).clone()
+
+
+def full_disk_for(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make flushing any temporary file of ``name`` (``.<name>.*``) fail with ENOSPC, as on a full disk.
+
+    Patches ``os.fsync`` as :mod:`salience_lib.runtime.files` sees it; reads ``/proc/self/fd`` (Linux).
+    """
+    from salience_lib.runtime import files
+
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(f".{name}."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)

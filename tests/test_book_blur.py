@@ -10,12 +10,6 @@ from salience_lib.models import build_model
 from salience_lib.salience import GradCAM
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def test_blur_sigmas_follow_the_protocols_schedule():
     maps = torch.zeros(1, 4, 4)
     maps[0, 1:3, 1:3] = 1.0

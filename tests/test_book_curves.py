@@ -1,18 +1,11 @@
 from types import SimpleNamespace
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
 from salience_lib.book import curves
 from salience_lib.measures.out_of_set import similarity_to_mean_map
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _curve(offset: float) -> SimpleNamespace:

@@ -7,12 +7,6 @@ from salience_lib.book import examples
 from salience_lib.measures.entropy import salience_entropy
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def test_gaussian_blob_peaks_at_its_centre_with_the_given_width():
     blob = examples.gaussian_blob(9, (4.0, 2.0), 1.5)
     assert blob.shape == (9, 9) and blob.dtype == torch.float32

@@ -1,7 +1,6 @@
 """The live explorer: every control change redraws, and the number shown is the library's own."""
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import pytest
 import torch
 from torch import nn
@@ -24,12 +23,6 @@ class FlatHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x).flatten(1))
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture(scope="module")

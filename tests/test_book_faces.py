@@ -1,15 +1,8 @@
-import matplotlib.pyplot as plt
 import pytest
 import torch
 
 from salience_lib.book import faces
 from salience_lib.data import CsvImageDataset, synthetic
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def test_dataset_examples_gives_images_masks_and_annotations_where_there_are_any(generated):

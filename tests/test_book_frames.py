@@ -1,6 +1,5 @@
 import re
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -10,12 +9,6 @@ from salience_lib.inference import class_probabilities
 from salience_lib.measures import degradation, geometric
 from salience_lib.models import build_model
 from salience_lib.salience import GradCAM
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture(scope="module")

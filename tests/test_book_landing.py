@@ -1,6 +1,5 @@
 """The landing page's figure: the same faces, one row of maps per model."""
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -9,12 +8,6 @@ from salience_lib.book.landing import recipe_maps_figure
 from salience_lib.inference import class_probabilities
 from salience_lib.salience import GradCAM, InputGradient
 from tests.helpers import TinyCNN
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture(scope="module")

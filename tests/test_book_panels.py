@@ -1,5 +1,4 @@
 import matplotlib as mpl
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -7,12 +6,6 @@ import torch
 from salience_lib.book import panels
 from salience_lib.book.recipes import summarise_recipes
 from salience_lib.book.style import RECIPE_COLORS
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _summary() -> dict:

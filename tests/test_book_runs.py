@@ -10,12 +10,6 @@ from salience_lib.book import runs
 from salience_lib.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _sidecar(loss: str, seed: int, history: list[dict] | None = None) -> dict:
     return {
         "loss": loss,

@@ -9,12 +9,6 @@ from salience_lib.book import seeds
 from salience_lib.similarity import pearson, ssim
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _matrix() -> torch.Tensor:
     """Five models (rows 0–2 of one recipe, 3–4 of another) with known pair means."""
     m = torch.tensor(

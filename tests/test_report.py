@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import hashlib
 import io
 import json
@@ -31,6 +30,7 @@ from salience_lib.runtime import distributed as dist_utils
 from salience_lib.similarity import ssim
 from salience_lib.stats import summarise
 from salience_lib.training import TrainConfig, train_on
+from tests.helpers import full_disk_for
 
 SIZE = 32
 LIMIT = 20  # 2 batches of 10, one per rank; the 8 non-face images (one batch) land on rank 0 only
@@ -417,19 +417,10 @@ def test_corrupt_cached_maps_are_recomputed(single: tuple[Path, dict], runs_dir:
 def test_enospc_during_final_write_keeps_previous_outputs(
     single: tuple[Path, dict], runs_dir: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from salience_lib.runtime import files
-
     out = _cached_copy(single, tmp_path)
     out.write_text("previous json")
     report.csv_path_for(out).write_text("previous csv")
-    real = os.fsync
-
-    def full_disk_for_the_json(fd: int) -> None:
-        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(f".{out.name}."):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd)
-
-    monkeypatch.setattr(files.os, "fsync", full_disk_for_the_json)
+    full_disk_for(monkeypatch, out.name)
     argv = ["--data", str(data_dir), "--runs", str(runs_dir), "--out", str(out), "--limit", str(LIMIT)]
     code, err = _cli([*argv, "--batch-size", "10", "--device", "cpu", "--no-progress"], None)
     assert code == 2 and _one_line(err).endswith(f"error: no space left on device: {out}")

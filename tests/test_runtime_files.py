@@ -13,28 +13,17 @@ import torch
 
 from salience_lib.runtime import files
 from salience_lib.runtime.files import finish_together, remove_stale_temp_files, write_atomic, write_together
+from tests.helpers import full_disk_for
 
 
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def _full_disk_for(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Make flushing any temporary file of ``name`` fail with ENOSPC, as on a full disk."""
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(f".{name}."):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd)
-
-    monkeypatch.setattr(files.os, "fsync", fsync)
-
-
 def test_enospc_names_the_file_and_keeps_the_old_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "out.json"
     target.write_text("old")
-    _full_disk_for(monkeypatch, "out.json")
+    full_disk_for(monkeypatch, "out.json")
     with pytest.raises(OSError, match="No space left on device") as info:
         write_atomic(target, "new")
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
@@ -87,7 +76,7 @@ def test_write_together_failure_leaves_every_previous_file(tmp_path: Path, monke
     csv, json = tmp_path / "r.csv", tmp_path / "r.json"
     csv.write_text("old csv")
     json.write_text("old json")
-    _full_disk_for(monkeypatch, "r.json")  # the CSV's temp file is written; the JSON's fails
+    full_disk_for(monkeypatch, "r.json")  # the CSV's temp file is written; the JSON's fails
     with pytest.raises(OSError, match="No space left") as info:
         write_together([(csv, "new csv"), (json, "new json")])
     assert info.value.filename == str(json)

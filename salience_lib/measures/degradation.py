@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from salience_lib.imaging import blur_levels, check_images, check_unit_images, gaussian_blur, spatially_varying_blur
+from salience_lib.imaging import _spatially_varying_blur, blur_levels, check_images, check_unit_images, gaussian_blur
 from salience_lib.inference import class_probabilities
 from salience_lib.maps import check_finite, check_maps, pixel_ranks, resize_maps, top_fraction_mask
 from salience_lib.measures.accumulator import Accumulator
@@ -71,11 +71,15 @@ def level_sigmas(scale: float = 1.0, n_levels: int = N_LEVELS) -> torch.Tensor:
     return scale * (10 - s) ** 4 / 1000
 
 
+SMOOTHING_SIGMA = 5.0
+"""σ (px at the reference size) of the map smoothing before the blur levels are cut."""
+
+
 def salience_guided_blur(
     images: torch.Tensor,
     maps: torch.Tensor,
     mode: Mode = "background",
-    smoothing_sigma: float = 5.0,
+    smoothing_sigma: float = SMOOTHING_SIGMA,
     reference_size: int | None = 224,
 ) -> torch.Tensor:
     """The paper's single-pass, spatially varying blur guided by salience (module docstring).
@@ -88,11 +92,15 @@ def salience_guided_blur(
         reference_size: side at which σ values are defined; ``None`` = use them as given.
 
     Raises:
-        ValueError: images outside [0, 1] or with NaN/inf (checked by
-            :func:`~salience_lib.imaging.spatially_varying_blur`), NaN/inf maps, a bad ``mode``, or
+        ValueError: images outside [0, 1] or with NaN/inf, NaN/inf maps, a bad ``mode``, or
             maps and images of different batch sizes.
     """
-    images = check_images(images)  # the range: spatially_varying_blur checks it, once
+    return _guided_blur(check_unit_images(images), maps, mode, smoothing_sigma, reference_size)
+
+
+def _guided_blur(images: torch.Tensor, maps: torch.Tensor, mode: Mode, smoothing_sigma: float,
+                 reference_size: int | None) -> torch.Tensor:  # fmt: skip
+    """:func:`salience_guided_blur` of images the caller has checked (:func:`degradation_effect`)."""
     maps = check_maps(maps)
     _check_mode(mode)
     if maps.shape[0] != images.shape[0]:
@@ -101,7 +109,7 @@ def salience_guided_blur(
     levels = blur_levels(maps.to(images.device), tuple(images.shape[-2:]), smoothing_sigma * scale, N_LEVELS)
     if mode == "salient":
         levels = (N_LEVELS - 1) - levels
-    return spatially_varying_blur(images, level_sigmas(scale), levels)
+    return _spatially_varying_blur(images, level_sigmas(scale), levels)
 
 
 @dataclass
@@ -149,7 +157,7 @@ def degradation_effect(
     explain = probe(model, explainer)
     clean_maps, clean = clean_pass(explain, images, clean_maps, clean_probabilities)
     guide = clean_maps if maps is None else maps
-    degraded = salience_guided_blur(images, guide, mode, reference_size=reference_size)
+    degraded = _guided_blur(images, guide, mode, SMOOTHING_SIGMA, reference_size)  # images checked above
     targets = clean.argmax(dim=1)
     degraded_maps, after = explain(degraded, f"the images degraded in mode {mode!r}")
     return DegradationResult(
