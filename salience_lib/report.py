@@ -52,6 +52,7 @@ from typing import Any
 import torch
 
 from salience_lib.data import dataset_hash
+from salience_lib.data.layout import resolve_csv
 from salience_lib.engine import Engine, EngineSettings, Measured, SettingsError, common_image_size
 from salience_lib.engine.results import SCHEMA_VERSION, assemble
 from salience_lib.engine.sources import _open_csv, open_source
@@ -62,13 +63,14 @@ from salience_lib.runtime import distributed as dist_utils
 from salience_lib.runtime.device import resolve_device
 from salience_lib.runtime.files import (
     finish_together,
+    journal_path,
     json_dumps,
     json_sha256,
     remove_stale_temp_files,
     write_atomic,
     write_together,
 )
-from salience_lib.runtime.lock import LockError, hold_lock
+from salience_lib.runtime.lock import LockError, hold_lock, lock_path
 
 __all__ = [
     "CSV_FIELDS",
@@ -78,13 +80,14 @@ __all__ = [
     "csv_path_for",
     "flatten_report",
     "main_report",
+    "report_outputs",
     "resolve_runs",
     "run_report",
 ]
 
 logger = logging.getLogger(__name__)
 
-CSV_FIELDS = ("scope", "model", "recipe", "loss", "arch", "seed", "measure", "statistic", "value")
+CSV_FIELDS = ("protocol", "scope", "model", "recipe", "loss", "arch", "seed", "measure", "statistic", "value")
 ModelCallback = Callable[[str, dict[str, Any]], None]
 
 
@@ -265,10 +268,12 @@ def _rows(info: dict[str, Any], numbers: dict[str, Any]) -> list[dict[str, Any]]
 def flatten_report(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per model × measure × statistic (and per recipe and recipe pair), as in the CSV.
 
-    Columns: :data:`CSV_FIELDS`. ``scope`` is ``model``, ``recipe`` or ``recipe_pair``; a measure is
-    a dotted path into the JSON (``out_of_set.salt_and_pepper.similarity@0.05``,
+    Columns: :data:`CSV_FIELDS`. ``protocol`` is the settings' (``paper`` or ``refined``; every row the
+    same, so reports of both protocols concatenate into one table); ``scope`` is ``model``, ``recipe``
+    or ``recipe_pair``; a measure is a dotted path into the JSON (``out_of_set.salt_and_pepper.similarity@0.05``,
     ``stability.matrix@0@1``); ``statistic`` is ``mean``, ``ci_low``, ``ci_high``, ``n`` or ``value``.
     """
+    protocol = {"protocol": report.get("settings", {}).get("protocol", "")}
     rows = []
     for name, result in report["models"].items():
         info = {"scope": "model", "model": name} | {k: result.get(k) for k in ("recipe", "loss", "arch", "seed")}
@@ -280,7 +285,7 @@ def flatten_report(report: dict[str, Any]) -> list[dict[str, Any]]:
     for pair in report["between_recipes"]:
         info = {"scope": "recipe_pair", "model": "", "recipe": "|".join(pair["recipes"]), "loss": "", "arch": ""}
         rows += _rows(info | {"seed": ""}, {"between_recipes": {k: pair[k] for k in ("similarity", "n")}})
-    return rows
+    return [protocol | row for row in rows]
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
@@ -300,18 +305,91 @@ def csv_path_for(out: str | os.PathLike[str]) -> Path:
 # the report
 
 
-def _check_paths(out: Path, settings: ReportSettings) -> None:
-    """Bad ``--out`` / ``--data`` before anything is computed: names, places, and that ``out`` can be written."""
+def report_outputs(out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Every path a report on ``out`` writes, by what it is: the JSON, the CSV, the cache folder, the
+    lock file and the journal of the final renames."""
+    out = Path(out)
+    return {
+        "JSON": out,
+        "CSV": csv_path_for(out),
+        "cache folder": out.parent / f"{out.name}.cache",
+        "lock file": lock_path(out),
+        "journal": journal_path(out),
+    }
+
+
+def _report_inputs(settings: ReportSettings, subjects: Sequence[Subject]) -> list[tuple[str, Path]]:
+    """Every file and folder a report reads, with what to call it: the data folder, its CSV (wherever
+    it lies), and each model's run folder, or its checkpoint and the models file listing it."""
+    data = Path(settings.data)
+    inputs = [("the data folder (--data)", data), ("the data CSV (--csv)", resolve_csv(data, settings.csv))]
+    for subject in subjects:
+        inputs.extend(subject.inputs)
+    return inputs
+
+
+def _same_place(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file: the same resolved path, or (hard links) the same inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _overwrites(output: Path, source: Path) -> bool:
+    """Whether writing ``output`` would change ``source``: the same file, ``output`` inside the folder
+    ``source``, or (the cache folder) ``source`` inside ``output``."""
+    out_real, src_real = output.resolve(), source.resolve()
+    return _same_place(output, source) or src_real in out_real.parents or out_real in src_real.parents
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name ``folder``'s file system allows (255 where it does not say)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+# A temporary file is ``.<name>.<8 hex>.tmp`` (salience_lib.runtime.files); a cache entry
+# ``<model>-<16 hex>.json`` and its ``.pt``.
+_TEMP_EXTRA = len("..12345678.tmp")
+_CACHE_EXTRA = len("-0123456789abcdef.json")
+
+
+def _check_paths(out: Path, settings: ReportSettings, subjects: Sequence[Subject] = ()) -> None:
+    """Bad ``--out`` / ``--data`` before anything is computed.
+
+    ``out`` must name a JSON file; none of the report's outputs (:func:`report_outputs`) may be, or
+    lie inside, or contain, one of its inputs (the data folder, the data CSV, a run folder, a
+    checkpoint, the models file) — a report never overwrites what it reads; every output's name
+    (and its temporary file's) must fit the file system; and ``out``'s folder must be writable.
+    """
     if out.suffix.lower() == ".csv" or out.is_dir():
         raise ReportError(f"--out {out}: name the JSON file to write (e.g. report.json); the CSV goes next to it")
     if not Path(settings.data).is_dir():
         raise ReportError(f"--data {settings.data}: data folder not found")
-    if Path(settings.data).resolve() in csv_path_for(out).resolve().parents:
-        raise ReportError(
-            f"--out {out}: its CSV would land in the data folder {settings.data} and change the data set "
-            "(every CSV in it is part of it); write the report elsewhere"
-        )
-    cache = out.parent / f"{out.name}.cache"
+    outputs = report_outputs(out)
+    for what, output in outputs.items():
+        for read, source in _report_inputs(settings, subjects):
+            if _overwrites(output, source):
+                raise ReportError(
+                    f"--out {out}: the report's {what} {output} would overwrite {read} {source}; "
+                    "write the report elsewhere"
+                )
+    longest = max((len(s.name) for s in subjects), default=0) + _CACHE_EXTRA
+    for what, output in outputs.items():
+        length = len(output.name) + _TEMP_EXTRA if what != "cache folder" else longest + _TEMP_EXTRA
+        if length > _name_max(output.parent):
+            raise ReportError(
+                f"--out {out}: the name is too long for the file system (its {what}'s temporary file would "
+                f"need {length} characters, at most {_name_max(output.parent)}); choose a shorter name"
+            )
+    cache = outputs["cache folder"]
     try:
         for folder in (out.parent, cache):
             folder.mkdir(parents=True, exist_ok=True)
@@ -364,6 +442,7 @@ def run_report(
         subjects = [r for r in runs if isinstance(r, Subject)] or subjects_from([Path(r) for r in runs])
     except (FileNotFoundError, ValueError) as err:
         raise ReportError(str(err)) from err
+    _check_paths(out, settings, subjects)  # now with every model's files
     with ExitStack() as stack:
         try:
             stack.enter_context(_out_lock(out))

@@ -37,6 +37,8 @@ class Subject:
         load: returns the module (images in [0, 1] → ``(B, K)`` logits) on a device, in eval mode.
         fingerprint: what a cache of this model's results is keyed by (its weights' content).
         image_size: the side it was trained at, if known.
+        inputs: the files and folders it is read from, each with what to call it in a message (a
+            report refuses an output that would overwrite one of them).
     """
 
     name: str
@@ -46,6 +48,7 @@ class Subject:
     fingerprint: Callable[[], str]
     image_size: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[tuple[str, Path], ...] = ()
 
 
 def _weights_fingerprint(module: nn.Module) -> str:
@@ -93,7 +96,15 @@ def _from_run(run_dir: Path) -> Subject:
     def load(device: torch.device) -> nn.Module:
         return load_model(run_dir, device)[0]
 
-    return Subject(run_dir.name, recipe, info, load, lambda: file_sha256(run_dir / MODEL_FILE), side.get("image_size"))
+    return Subject(
+        run_dir.name,
+        recipe,
+        info,
+        load,
+        lambda: file_sha256(run_dir / MODEL_FILE),
+        side.get("image_size"),
+        inputs=((f"the run folder of {run_dir.name}", run_dir),),
+    )
 
 
 Models = Mapping[str, nn.Module] | Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
@@ -103,13 +114,13 @@ MODELS_FILE_FIELDS = ("name", "arch", "path", "normalize", "image_size", "num_cl
 """Columns of a models file (the first three required): one checkpoint per line, ``name`` = ``RECIPE/SEED``."""
 
 
-def _checkpoint_subject(row: dict[str, str], where: str, root: Path) -> Subject:
+def _checkpoint_subject(row: dict[str, str], where: str, models_file: Path) -> Subject:
     from salience_lib.models.checkpoints import load_checkpoint
 
     name, arch, raw_path = (row.get(k, "").strip() for k in ("name", "arch", "path"))
     if not name or not arch or not raw_path:
         raise ValueError(f"{where}: name, arch and path are required, got {row}")
-    path = Path(raw_path) if Path(raw_path).is_absolute() else root / raw_path
+    path = Path(raw_path) if Path(raw_path).is_absolute() else models_file.parent / raw_path
     if not path.is_file():
         raise FileNotFoundError(f"{where}: checkpoint {path} not found")
     normalize = (row.get("normalize") or "imagenet").strip()
@@ -137,7 +148,8 @@ def _checkpoint_subject(row: dict[str, str], where: str, root: Path) -> Subject:
 
     info = {"checkpoint": str(path), "arch": arch, "recipe": recipe, "seed": seed or None, "loss": recipe}
     default_size = 299 if arch == "inception_v3" else None
-    return Subject(name, recipe, info, load, lambda: file_sha256(path), size or default_size)
+    inputs = (("the models file", models_file), (f"the checkpoint of {name}", path))
+    return Subject(name, recipe, info, load, lambda: file_sha256(path), size or default_size, inputs=inputs)
 
 
 def subjects_from_models_file(path: str | os.PathLike[str]) -> list[Subject]:
@@ -162,7 +174,7 @@ def subjects_from_models_file(path: str | os.PathLike[str]) -> list[Subject]:
         rows = [(reader.line_num, row) for row in reader if any((v or "").strip() for v in row.values())]
     if not rows:
         raise ValueError(f"{path}: no checkpoint listed")
-    subjects = [_checkpoint_subject(row, f"{path}, line {line}", path.parent) for line, row in rows]
+    subjects = [_checkpoint_subject(row, f"{path}, line {line}", path) for line, row in rows]
     names = [s.name for s in subjects]
     if len(set(names)) < len(names):
         raise ValueError(f"{path}: model names must be unique, got {sorted(names)}")

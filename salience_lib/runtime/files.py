@@ -26,6 +26,7 @@ __all__ = [
     "file_sha256",
     "files_sha256",
     "finish_together",
+    "journal_path",
     "json_dumps",
     "json_safe",
     "json_sha256",
@@ -107,7 +108,9 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes | Callable[[IO[
     return target
 
 
-def _journal(last: Path) -> Path:
+def journal_path(last: str | os.PathLike[str]) -> Path:
+    """The journal :func:`write_together` keeps while renaming: ``.<last name>.commit`` beside ``last``."""
+    last = Path(last)
     return last.parent / f".{last.name}{JOURNAL_SUFFIX}"
 
 
@@ -128,7 +131,7 @@ def write_together(items: Sequence[tuple[str | os.PathLike[str], str | bytes]]) 
     try:
         for target, (_, data) in zip(targets, items, strict=True):
             temps.append(_write_temp(target, data))
-        journal = _journal(targets[-1])
+        journal = journal_path(targets[-1])
         renames = [[str(tmp), str(target)] for tmp, target in zip(temps, targets, strict=True)]
         write_atomic(journal, json.dumps(renames))
     except BaseException:
@@ -147,7 +150,7 @@ def finish_together(last: str | os.PathLike[str]) -> bool:
     ``last`` is the last file of that call (e.g. a report's JSON). Safe to call at any time while no
     other process writes those files.
     """
-    journal = _journal(Path(last))
+    journal = journal_path(Path(last))
     if not journal.is_file():
         return False
     try:

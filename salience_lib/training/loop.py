@@ -436,6 +436,9 @@ def main_train(args: argparse.Namespace) -> list[Path]:
         raise FileNotFoundError(f"--data {args.data}: data folder not found")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise NotADirectoryError(f"--out {args.out}: not a folder")
+    data, out = Path(args.data).resolve(), Path(args.out).resolve()
+    if out == data or data in out.parents:  # the runs would become part of the data set
+        raise ValueError(f"--out {args.out}: lies in the data folder --data {args.data}; write the runs elsewhere")
     if threads is not None:
         torch.set_num_threads(threads)
     if not logging.getLogger().handlers:
