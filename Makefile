@@ -52,6 +52,10 @@ DATA_SEED := 0
 DATA_WORKERS ?= 2
 RUNS_DIR := runs/$(PROFILE)
 RECIPES := xent cyborg
+# The earlier variant of the CYBORG loss (true class, pooled features), for the page on the two
+# protocols; in a folder of its own, so that the chapters comparing XENT and CYBORG see only those.
+VARIANTS_DIR := $(RUNS_DIR)-variants
+VARIANT_RECIPES := cyborg_pooled
 ARCH := small_cnn
 CELL_TIMEOUT ?= 1800
 
@@ -102,11 +106,14 @@ $(DATA_DIR)/info.json: $(wildcard salience_lib/data/synthetic/*.py) salience_lib
 RUNS_MANIFEST := $(STAMPS)/runs-$(PROFILE).txt
 $(STAMPS)/runs-$(PROFILE).stamp: $(DATA_DIR)/info.json $(TRAIN_LIB) | $(STAMP)
 	@mkdir -p $(@D)
-	set -o pipefail; for loss in $(RECIPES); do \
+	set -o pipefail; { for loss in $(RECIPES); do \
 		$(PY) -m salience_lib train --data $(DATA_DIR) --loss $$loss --seeds $(SEEDS) --arch $(ARCH) \
-			--out $(RUNS_DIR) --device $(DEVICE); \
-	done | tee $(RUNS_MANIFEST).tmp
-	@for run in $(RUNS_DIR)/*/; do \
+			--out $(RUNS_DIR) --device $(DEVICE) || exit 1; \
+	done; for loss in $(VARIANT_RECIPES); do \
+		$(PY) -m salience_lib train --data $(DATA_DIR) --loss $$loss --seeds $(SEEDS) --arch $(ARCH) \
+			--out $(VARIANTS_DIR) --device $(DEVICE) || exit 1; \
+	done; } | tee $(RUNS_MANIFEST).tmp
+	@for run in $(RUNS_DIR)/*/ $(VARIANTS_DIR)/*/; do \
 		run=$${run%/}; [ -d "$$run" ] && ! grep -q "^$$run[[:space:]]" $(RUNS_MANIFEST).tmp || continue; \
 		stale=runs/stale/$(PROFILE)/$$(basename "$$run"); mkdir -p $$(dirname $$stale); rm -rf "$$stale"; \
 		mv "$$run" "$$stale" && echo "moved stale run $$run to $$stale"; \

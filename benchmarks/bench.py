@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from salience_lib.maps import minmax_normalise
+from salience_lib.maps import minmax_normalise, to_uint8
 from salience_lib.measures.degradation import level_sigmas, salience_guided_blur
 from salience_lib.measures.entropy import salience_entropy
 from salience_lib.salience import GradCAM
@@ -40,10 +40,11 @@ GOALS = {
     "speedup_ssim_vs_skimage": (">=", 200),
     "speedup_ssim_vs_skimage_large": (">=", 2),
     "speedup_blur_vs_reference": (">=", 20),
-    "passes_per_image": ("<=", 46),
+    "speedup_blur_paper_vs_authors": (">=", 20),
+    "passes_over_floor": ("<=", 0),
     "engine_over_pass_floor": ("<=", 1.3),
 }
-PASS_FLOOR = 46
+PASS_FLOOR = {"refined": 46, "paper": 44}  # SPEC §8: the paper's transform set has 12, ours 14
 
 
 @dataclass
@@ -218,8 +219,9 @@ def bench_ssim(pairs: int, side: int, device: torch.device, repeats: int) -> tup
     return diff, t_sk, t_ours
 
 
-def authors_blur(image: np.ndarray, salience: np.ndarray, sigma_smooth: float, scale: float) -> np.ndarray:
-    """Per-image reference as the authors do it: smooth, scale to [0, 10], round to 0.1, one blur per level."""
+def refined_blur_reference(image: np.ndarray, salience: np.ndarray, sigma_smooth: float, scale: float) -> np.ndarray:
+    """Per-image reference of the ``"refined"`` blur, a per-level scipy loop: bilinear map, smooth
+    (``nearest`` border), min–max, round to 0.01, one blur per level present."""
     from scipy import ndimage
 
     up = torch.nn.functional.interpolate(
@@ -243,30 +245,69 @@ def authors_blur(image: np.ndarray, salience: np.ndarray, sigma_smooth: float, s
     return out
 
 
+def authors_blur(image: np.ndarray, cam: np.ndarray, scale: float) -> np.ndarray:
+    """The authors' ``blur_image`` (Explain2Me ``Measures/Degradation/main.py``), per colour channel of a
+    ``(3, H, W)`` uint8 image with the uint8 "upscaled" map ``cam``: smooth (σ = 5), divide by the
+    maximum, round to 0.1, one whole-channel ``gaussian_filter`` per level present, on uint8."""
+    from scipy import ndimage
+
+    smoothed = ndimage.gaussian_filter(cam, 5 * scale)
+    scaled = np.around(smoothed / (smoothed.max() / 10), decimals=1)
+    out = image.copy()
+    for value in np.unique(scaled):
+        amount = round(10 - value, 1) ** 4 / 1000
+        if amount != 0:
+            where = np.where(scaled == value)
+            for c in range(image.shape[0]):
+                out[c][where] = ndimage.gaussian_filter(image[c], amount * scale)[where]
+    return out
+
+
 def bench_blur(s: Setting, device: torch.device) -> dict[str, float]:
+    """The guided blur of (e) under both protocols against per-image loops: ours (``refined``) and
+    the authors' own steps (``paper``, on 8-bit images and PIL-bicubic 8-bit maps)."""
+    from PIL import Image
+
     g = torch.Generator().manual_seed(0)
     images = torch.rand(s.blur_images, 3, s.blur_size, s.blur_size, generator=g)
     maps = torch.rand(s.blur_images, 7, 7, generator=g)
     scale = s.blur_size / 224
+    images8 = (images * 255).round().byte()
+    cams = [np.array(Image.fromarray(m).resize((s.blur_size,) * 2, Image.BICUBIC)) for m in to_uint8(maps).numpy()]
 
     def reference_run() -> np.ndarray:
-        return np.stack(
-            [authors_blur(i, m, 5.0 * scale, scale) for i, m in zip(images.numpy(), maps.numpy(), strict=True)]
-        )
+        pairs = zip(images.numpy(), maps.numpy(), strict=True)
+        return np.stack([refined_blur_reference(i, m, 5.0 * scale, scale) for i, m in pairs])
 
-    img_dev, maps_dev = images.to(device), maps.to(device)
+    def authors_run() -> np.ndarray:
+        return np.stack([authors_blur(i, c, scale) for i, c in zip(images8.numpy(), cams, strict=True)])
+
+    img_dev, maps_dev, img8_dev = images.to(device), maps.to(device), (images8.float() / 255).to(device)
 
     def ours_run() -> torch.Tensor:
-        return salience_guided_blur(img_dev, maps_dev, "background")
+        return salience_guided_blur(img_dev, maps_dev, "background", protocol="refined")
 
-    diff = check_close("authors' blur loop", ours_run(), reference_run(), 1e-4)
+    def ours_paper_run() -> torch.Tensor:
+        return salience_guided_blur(img8_dev, maps_dev, "background", protocol="paper")
+
+    diff = check_close("refined blur vs its per-level loop", ours_run(), reference_run(), 1e-4)
+    levels = (ours_paper_run().cpu() * 255).round().numpy().astype(int) - authors_run().astype(int)
+    within = float((np.abs(levels) <= 1).mean())
+    print(f"paper blur vs the authors' blur_image: {within:.4%} of values within 1/255")
     t_ref = timed(reference_run, torch.device("cpu"), 1, warmup=0)
+    t_authors = timed(authors_run, torch.device("cpu"), 1, warmup=0)
     t_ours = timed(ours_run, device, max(1, s.repeats // 2))
+    t_paper = timed(ours_paper_run, device, max(1, s.repeats // 2))
     return {
         "max_abs_diff_blur": diff,
+        "paper_blur_share_within_1_level": within,
         "t_blur_reference_s": t_ref,
+        "t_blur_authors_s": t_authors,
         "t_blur_s": t_ours,
+        "t_blur_paper_s": t_paper,
         "speedup_blur_vs_reference": t_ref / t_ours,
+        "speedup_blur_paper_vs_authors": t_authors / t_paper,
+        "blur_paper_over_refined": t_paper / t_ours,
     }
 
 
@@ -293,13 +334,15 @@ def _engine_model(arch: str, size: int) -> torch.nn.Module:
 
 
 def bench_engine(
-    arch: str, size: int, batch: int, n: int, map_size: int | None, device: torch.device, amp: str = "none"
+    arch: str, size: int, batch: int, n: int, map_size: int | None, device: torch.device, amp: str = "none",
+    protocol: str = "paper",
 ) -> dict[str, float]:
-    """``evaluate()`` of one model (all five measures) vs 46 batched ``no_grad`` forwards per image.
+    """``evaluate()`` of one model (all five measures) vs its pass floor of batched ``no_grad`` forwards.
 
     Counts the images through the model's forward (``passes_per_image``, the one image that locates
-    Grad-CAM's layer left out) and times the engine against the floor: 46 forwards of the same model
-    at the same batch size per image. A Dataset without non-face images, so every image costs the floor.
+    Grad-CAM's layer left out) and times the engine against the floor: 46 forwards (44 under the
+    ``"paper"`` protocol) of the same model at the same batch size per image. A Dataset without
+    non-face images, so every image costs the floor.
     """
     from torch.utils.data import TensorDataset
 
@@ -312,19 +355,20 @@ def bench_engine(
 
     def floor() -> None:
         with torch.no_grad():
-            for _ in range(PASS_FLOOR * (n // batch)):
+            for _ in range(PASS_FLOOR[protocol] * (n // batch)):
                 model.inner(x)
 
     def engine() -> None:
         evaluate({"m/0": model}, data, batch_size=batch, device=str(device), map_size=map_size, amp=amp,
-                 progress=False)  # fmt: skip
+                 progress=False, protocol=protocol)  # fmt: skip
 
     t_floor = timed(floor, device, 1)
     model.images = 0
     engine()
     passes = (model.images - 1) / n
     t_engine = timed(engine, device, 1, warmup=0)
-    return {"passes_per_image": passes, "engine_seconds": t_engine, "pass_floor_seconds": t_floor,
+    return {"protocol": protocol, "passes_per_image": passes, "pass_floor": PASS_FLOOR[protocol],
+            "engine_seconds": t_engine, "pass_floor_seconds": t_floor,
             "engine_over_pass_floor": t_engine / t_floor}  # fmt: skip
 
 
@@ -390,13 +434,14 @@ def main() -> None:
         engine_cases.append(("resnet50", 224, 16, 16, None))
     engines = {}
     for arch, size, batch, n, map_size in engine_cases:
-        key = f"{arch}_{size}px"
-        engines[key] = bench_engine(arch, size, batch, n, map_size, device)
-        if args.amp and device.type == "cuda":
-            engines[f"{key}_bf16"] = bench_engine(arch, size, batch, n, map_size, device, amp="bf16")
+        for protocol in PASS_FLOOR:
+            key = f"{arch}_{size}px_{protocol}"
+            engines[key] = bench_engine(arch, size, batch, n, map_size, device, protocol=protocol)
+            if args.amp and device.type == "cuda":
+                engines[f"{key}_bf16"] = bench_engine(arch, size, batch, n, map_size, device, "bf16", protocol)
     results["engine"] = engines
     worst = max(engines.values(), key=lambda e: e["engine_over_pass_floor"])
-    results["passes_per_image"] = max(e["passes_per_image"] for e in engines.values())
+    results["passes_over_floor"] = max(e["passes_per_image"] - e["pass_floor"] for e in engines.values())
     results["engine_over_pass_floor"] = worst["engine_over_pass_floor"]
 
     print(f"{'key':34s} {'value':>10s}  goal")

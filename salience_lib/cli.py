@@ -97,10 +97,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="train models (one per seed) with the xent or cyborg loss",
         description="Train one model per seed; complete runs with the same recipe are reused, "
         "interrupted runs resume from their last finished epoch. Unset options take the quick "
-        "profile's defaults (salience_lib.training.TrainConfig).",
+        "profile's defaults (salience_lib.training.TrainConfig); --optimizer paper uses the CYBORG "
+        "authors' SGD recipe instead (with --epochs 50 --batch-size 20 for their whole schedule).",
     )
     p.add_argument("--data", required=True, help="CYBORG-layout data folder")
-    p.add_argument("--loss", required=True, choices=CHOICES["loss"])
+    p.add_argument(
+        "--loss",
+        required=True,
+        choices=CHOICES["loss"],
+        help="xent; cyborg (the authors' loss: CAM of the predicted class at their feature layer vs the "
+        "PIL-bilinear human map, both min-max normalised); cyborg_pooled (the earlier variant: true "
+        "class, pooled features, area-pooled map)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--arch", default=d.arch, help="small_cnn or a torchvision classifier name")
     p.add_argument("--out", default="runs", help="folder for checkpoints")
@@ -108,7 +116,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr:g})")
     p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay:g}")
-    p.add_argument("--optimizer", choices=CHOICES["optimizer"], help=f"default {d.optimizer}")
+    p.add_argument(
+        "--optimizer",
+        choices=CHOICES["optimizer"],
+        help=f"default {d.optimizer}; paper: SGD lr 0.005, momentum 0.9, weight decay 1e-6, lr x 0.1 every "
+        "12 epochs, no flips (the CYBORG authors')",
+    )
     p.add_argument("--schedule", choices=CHOICES["schedule"], help=f"default {d.schedule}")
     p.add_argument("--alpha", type=float, help=f"CE weight of the CYBORG loss (default {d.alpha:g})")
     p.add_argument("--image-size", type=int, help="resize images to this side (default: native size)")
@@ -134,6 +147,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     from salience_lib.engine.settings import MEASURES, SPLITS, EngineSettings
+    from salience_lib.protocol import PROTOCOLS
     from salience_lib.runtime.device import AMP_DTYPES
     from salience_lib.similarity import SIMILARITIES
 
@@ -159,6 +173,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", help="the data set's CSV (absolute or relative to --data; default dataset.csv)")
     p.add_argument("--split", default=defaults.split, choices=SPLITS)
     p.add_argument("--similarity", default=defaults.similarity, choices=list(SIMILARITIES))
+    p.add_argument(
+        "--protocol",
+        default=defaults.protocol,
+        choices=list(PROTOCOLS),
+        help="paper (default): the authors' steps; refined: ours (see salience_lib.protocol)",
+    )
     p.add_argument("--measures", nargs="+", choices=MEASURES, help="run only these measures (default: all five)")
     p.add_argument("--map-size", type=int, help="upsample Grad-CAM maps to this side first (default: native)")
     p.add_argument("--image-size", type=int, help="resize images (default: the runs' training size)")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_finite", "check_maps", "check_pair", "match_size", "minmax_normalise", "pixel_ranks",
-           "resize_maps", "top_fraction_mask"]
+__all__ = ["check_finite", "check_maps", "check_pair", "from_uint8", "match_size", "minmax_normalise", "pixel_ranks",
+           "quantise", "resize_maps", "to_uint8", "top_fraction_mask", "upsample_maps"]
 
 
 def _bad_rows(tensor: torch.Tensor) -> str:
@@ -105,6 +105,40 @@ def minmax_normalise(maps: torch.Tensor, mask: torch.Tensor | None = None) -> to
     return out
 
 
+def to_uint8(maps: torch.Tensor) -> torch.Tensor:
+    """8-bit maps as the authors saved them: :math:`\\lfloor 255\\,S \rfloor`, ``(B, H, W)`` float in [0, 1] → uint8.
+
+    Truncation, as torchvision's ``to_pil_image`` does (``pic.mul(255).byte()``; Crum et al. 2023,
+    ``generate-cams.py``), so only a value of exactly 1 reaches 255 — not rounding. Values are
+    clamped to [0, 1] first; NaN is an error (it has no grey level).
+
+    Raises:
+        ValueError: maps that are not ``(B, H, W)`` or hold NaN/inf.
+    """
+    maps = check_maps(maps)
+    return (maps.float().clamp(0.0, 1.0) * 255).to(torch.uint8)
+
+
+def from_uint8(maps: torch.Tensor) -> torch.Tensor:
+    """8-bit maps back to float32 in [0, 1] (``k / 255``), on their device."""
+    return maps.float() / 255
+
+
+def quantise(maps: torch.Tensor, bits: int | None) -> torch.Tensor:
+    """``maps`` as their 8-bit files hold them, ``from_uint8(to_uint8(maps))``, for ``bits=8``; unchanged for ``None``.
+
+    NaN stays NaN (never a grey level), so the measures' finiteness checks still name it.
+
+    (The measures of the "paper" protocol read maps this way: :attr:`salience_lib.protocol.Protocol.map_bits`.)
+    """
+    if bits is None:
+        return maps
+    if bits != 8:
+        raise ValueError(f"`bits` must be 8 or None, got {bits!r}")
+    # floor(255·S)/255 = to_uint8 then from_uint8, but a NaN stays NaN for the checks that name it
+    return (maps.float().clamp(0.0, 1.0) * 255).floor() / 255
+
+
 def resize_maps(maps: torch.Tensor, size: tuple[int, int] | int, mode: str = "bilinear") -> torch.Tensor:
     """Resize ``(B, H, W)`` maps to ``size`` on their device (bilinear, ``align_corners=False``)."""
     if isinstance(size, int):
@@ -114,6 +148,25 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int] | int, mode: str = "bi
         return maps
     kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
     return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
+
+
+def upsample_maps(maps: torch.Tensor, size: tuple[int, int], how: str = "bilinear") -> torch.Tensor:
+    """``(B, h, w)`` maps at ``size`` — ``how`` = ``"bilinear"`` (torch, float; :func:`resize_maps`) or
+    ``"pil_bicubic"``: the authors' "upscaled" map, PIL's bicubic resize of the 8-bit map, rounded to
+    8 bits (:func:`salience_lib.resize.pil_resize`), as ``k/255`` floats.
+
+    (:attr:`salience_lib.protocol.Protocol.upsample`.)
+    """
+    size = (int(size[0]), int(size[1]))
+    if how == "bilinear":
+        return resize_maps(maps.float(), size)
+    if how == "pil_bicubic":
+        from salience_lib.resize import pil_resize
+
+        if tuple(maps.shape[-2:]) == size:
+            return quantise(maps, 8)
+        return pil_resize(quantise(maps, 8), size, "bicubic", bits=8)
+    raise ValueError(f"`how` must be 'bilinear' or 'pil_bicubic', got {how!r}")
 
 
 def pixel_ranks(maps: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

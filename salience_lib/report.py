@@ -273,7 +273,8 @@ def flatten_report(report: dict[str, Any]) -> list[dict[str, Any]]:
     or ``recipe_pair``; a measure is a dotted path into the JSON (``out_of_set.salt_and_pepper.similarity@0.05``,
     ``stability.matrix@0@1``); ``statistic`` is ``mean``, ``ci_low``, ``ci_high``, ``n`` or ``value``.
     """
-    protocol = {"protocol": report.get("settings", {}).get("protocol", "")}
+    chosen = report.get("settings", {}).get("protocol", "")
+    protocol = {"protocol": chosen.get("name", "") if isinstance(chosen, dict) else chosen}
     rows = []
     for name, result in report["models"].items():
         info = {"scope": "model", "model": name} | {k: result.get(k) for k in ("recipe", "loss", "arch", "seed")}

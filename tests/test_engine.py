@@ -20,7 +20,8 @@ from tests.helpers import TinyCNN
 
 SIZE = 32
 LIMIT = 12
-PASS_FLOOR = 46  # SPEC §8: 1 clean + 7 salt-and-pepper + 14 transforms + 4 degraded + 20 deletion forwards
+# SPEC §8: 1 clean + 7 salt-and-pepper + 14 transforms (the paper's protocol: 12) + 4 degraded + 20 deletion forwards
+PASS_FLOOR = {"refined": 46, "paper": 44}
 
 
 class CountingModel(nn.Module):
@@ -50,18 +51,33 @@ def _models(counting: bool = False) -> dict[str, nn.Module]:
 @pytest.fixture(scope="module")
 def counted(data_dir: Path) -> tuple[dict, dict[str, CountingModel]]:
     models = _models(counting=True)
-    result = evaluate(models, data_dir, limit=LIMIT, batch_size=5, device="cpu", map_size=16, progress=False)
+    result = evaluate(
+        models, data_dir, limit=LIMIT, batch_size=5, device="cpu", map_size=16, progress=False, protocol="refined"
+    )
     return result, models
+
+
+def _assert_floor(result: dict, models: dict[str, CountingModel], floor: int) -> None:
+    n_nonface = result["data"]["groups"]["nonface"]
+    assert result["data"]["n_images"] == LIMIT and n_nonface > 0
+    for name, model in models.items():  # + 1 image: locating the target layer, once per model
+        assert model.images == floor * LIMIT + n_nonface + 1, name
+    assert result["recipes"]["a"]["stability"]["n"] == LIMIT and result["between_recipes"][0]["n"] == LIMIT
 
 
 def test_passes_per_image_are_the_floor_stability_included(counted: tuple[dict, dict[str, CountingModel]]) -> None:
     """46 passes per in-set image and model, 1 per non-face image; stability and the baseline add none."""
-    result, models = counted
-    n_nonface = result["data"]["groups"]["nonface"]
-    assert result["data"]["n_images"] == LIMIT and n_nonface > 0
-    for name, model in models.items():  # + 1 image: locating the target layer, once per model
-        assert model.images == PASS_FLOOR * LIMIT + n_nonface + 1, name
-    assert result["recipes"]["a"]["stability"]["n"] == LIMIT and result["between_recipes"][0]["n"] == LIMIT
+    _assert_floor(*counted, PASS_FLOOR["refined"])
+
+
+def test_paper_protocol_passes_are_its_floor(data_dir: Path) -> None:
+    """The paper's protocol (the default): 12 transforms, so 44 passes per in-set image."""
+    models = _models(counting=True)
+    result = evaluate(models, data_dir, limit=LIMIT, batch_size=5, device="cpu", map_size=16, progress=False)
+    assert result["settings"]["protocol"] == "paper"
+    _assert_floor(result, models, PASS_FLOOR["paper"])
+    model = result["models"]["a/0"]
+    assert len([k for k in model["geometric"] if k not in ("mean", "n")]) == 12
 
 
 def test_fewer_measures_fewer_passes(data_dir: Path) -> None:
@@ -131,3 +147,36 @@ def test_single_logit_detector_gets_real_probabilities(data_dir: Path) -> None:
     changes = [s["mean"] for s in model["out_of_set"]["salt_and_pepper"]["probability_change"][1:]]
     assert any(abs(c) > 1e-4 for c in changes)
     assert model["degradation"]["deletion"]["mean_curve"][0] < 0.999  # the clean p of the prediction, not 1
+
+
+def test_protocols_differ_where_their_steps_do(data_dir: Path) -> None:
+    """The same models under both protocols: 12 vs 14 transforms, 8-bit vs float maps, the authors' score."""
+    models = _models()
+    kwargs = {"limit": 6, "batch_size": 6, "device": "cpu", "map_size": 16, "progress": False}
+    paper = evaluate(models, data_dir, protocol="paper", **kwargs)
+    refined = evaluate(models, data_dir, protocol="refined", **kwargs)
+    assert paper["settings"]["protocol"] == "paper" and refined["settings"]["protocol"] == "refined"
+    assert paper["settings"]["measured"]["protocol_steps"]["map_bits"] == 8
+    a, b = paper["models"]["a/0"], refined["models"]["a/0"]
+    assert len(a["geometric"]) == 12 + 2 and len(b["geometric"]) == 14 + 2  # + "mean" and "n"
+    assert "rotate:30" in b["geometric"] and "rotate:30" not in a["geometric"]
+    assert a["accuracy"] == b["accuracy"]  # detection does not depend on the protocol
+    histogram = [m["entropy"]["histogram"]["entropy"]["mean"] for m in (a, b)]
+    assert histogram[0] != pytest.approx(histogram[1], abs=1e-6)  # truncated 8-bit levels vs rounded floats
+    for name in ("hflip", "shift_n"):  # same transform, other maps and no mask: another number
+        assert a["geometric"][name]["mean"] != pytest.approx(b["geometric"][name]["mean"], abs=1e-6)
+
+
+def test_paper_maps_are_8bit(data_dir: Path) -> None:
+    """Under the paper's protocol every map a measure reads is k/255 (truncated), also in the stability cache."""
+    from salience_lib.engine import Engine
+    from salience_lib.engine.sources import open_source
+    from salience_lib.engine.subjects import subjects_from
+    from salience_lib.runtime import distributed as dist_utils
+
+    settings = EngineSettings(limit=4, batch_size=4, device="cpu", progress=False, measures=("entropy",))
+    source = open_source(data_dir, settings, None)
+    engine = Engine(source, settings, dist_utils.setup("cpu"), data=data_dir)
+    measured = engine.measure(subjects_from({"a/0": TinyCNN(8, 2, seed=0)})[0])
+    levels = measured.kept.maps * 255
+    torch.testing.assert_close(levels, levels.round(), atol=1e-4, rtol=0)

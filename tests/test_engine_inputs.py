@@ -75,10 +75,13 @@ def test_nan_logits_are_an_error_naming_model_and_measure() -> None:
 
 
 def test_nan_in_a_perturbed_pass_names_the_measure() -> None:
-    """Clean passes are finite here; only the salt-and-pepper passes are not — the error says so."""
+    """Clean passes are finite here; only the salt-and-pepper passes are not — the error says so.
+
+    (Whole-pixel noise, ``protocol="refined"``: ``NanOnSalt`` sees its grey pixels from the first severity.)
+    """
     with pytest.raises(ValueError, match=r"^model salt/0, measure out_of_set \(salt_and_pepper\): the model's logits "
                                          r"on the salt_and_pepper images at severity 0\.01 contain NaN.*#0–#3"):
-        _evaluate({"salt/0": NanOnSalt()}, _data(), measures=("out_of_set",))
+        _evaluate({"salt/0": NanOnSalt()}, _data(), measures=("out_of_set",), protocol="refined")
 
 
 @pytest.mark.parametrize("kind", ["0_255", "imagenet_normalised"])

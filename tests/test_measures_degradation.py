@@ -12,6 +12,7 @@ from salience_lib.measures.degradation import (
     salience_guided_blur,
 )
 from salience_lib.salience import GradCAM
+from salience_lib.similarity import ssim
 from tests.helpers import RegionTextureModel, TinyCNN, region_mask
 
 SIZE = 32
@@ -38,8 +39,8 @@ def test_level_sigmas_follow_the_paper():
 
 def test_background_mode_keeps_salient_region_sharp(images):
     maps = oracle(images)
-    background = salience_guided_blur(images, maps, "background", reference_size=SIZE)
-    salient = salience_guided_blur(images, maps, "salient", reference_size=SIZE)
+    background = salience_guided_blur(images, maps, "background", reference_size=SIZE, protocol="refined")
+    salient = salience_guided_blur(images, maps, "salient", reference_size=SIZE, protocol="refined")
     inside = region_mask(SIZE).bool()
     core = torch.zeros_like(inside)
     core[2:12, 2:12] = True  # well inside the region, away from the smoothed edge
@@ -57,10 +58,12 @@ def test_faithful_explainer_hurts_more_when_salient_is_blurred(images):
     explainer = lambda x: cam(x)  # noqa: E731
     maps = explainer(images)
     assert maps[:, :16, :16].mean() > 5 * maps[:, 16:, 16:].mean(), "Grad-CAM should find the region"
-    salient = degradation_effect(model, explainer, images, "salient", reference_size=SIZE)
-    background = degradation_effect(model, explainer, images, "background", reference_size=SIZE)
+    salient = degradation_effect(model, explainer, images, "salient", reference_size=SIZE, protocol="refined")
+    background = degradation_effect(model, explainer, images, "background", reference_size=SIZE, protocol="refined")
     rand = random_maps(6, maps.shape[-2:], torch.Generator().manual_seed(0))
-    random_effect = degradation_effect(model, explainer, images, "salient", maps=rand, reference_size=SIZE)
+    random_effect = degradation_effect(
+        model, explainer, images, "salient", maps=rand, reference_size=SIZE, protocol="refined"
+    )
     assert (salient.probability_drop > background.probability_drop).all()
     assert salient.probability_drop.mean() > random_effect.probability_drop.mean() + 0.05
     assert background.probability_drop.abs().max() < 0.05
@@ -117,9 +120,10 @@ def test_precomputed_clean_maps_and_probabilities_give_the_same_result(images):
     cam = GradCAM(model)
     maps, clean = cam(images), torch.softmax(model(images), dim=1)
     for mode in ("background", "salient"):
-        fresh = degradation_effect(model, cam, images, mode, reference_size=SIZE)
+        fresh = degradation_effect(model, cam, images, mode, reference_size=SIZE, protocol="refined")
         reused = degradation_effect(
-            model, cam, images, mode, reference_size=SIZE, clean_maps=maps, clean_probabilities=clean
+            model, cam, images, mode, reference_size=SIZE, clean_maps=maps, clean_probabilities=clean,
+            protocol="refined",
         )
         for field in ("clean_probability", "probability", "flipped", "similarity"):
             assert torch.equal(getattr(fresh, field), getattr(reused, field)), (mode, field)
@@ -180,3 +184,67 @@ def test_nan_weights_are_an_error_not_a_score_in_degradation(images):
         degradation_effect(model, GradCAM(model).at(None), images)
     with pytest.raises(ValueError, match=r"probabilities on the clean images contain NaN or inf values for 6 of 6"):
         deletion_curve(model, torch.rand(6, 8, 8), images)
+
+
+# -- the "paper" protocol (the default): the authors' blur, score and comparison ----------------------
+
+
+def test_paper_protocol_records_sigmoid_of_class_one_flips_and_compares_at_input_size(images):
+    model = TinyCNN(classes=2).eval()
+    cam = GradCAM(model)
+    seen = []
+
+    def recording(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        seen.append((a, b))
+        return ssim(a, b)
+
+    result = degradation_effect(model, cam, images, "salient", similarity=recording)
+    assert result.score == "sigmoid_synthetic"
+    with torch.no_grad():
+        logits = model(images)
+        degraded = salience_guided_blur(images, cam(images), "salient")
+        after = model(degraded)
+    assert torch.allclose(result.clean_probability, torch.sigmoid(logits)[:, 1], atol=1e-6)
+    assert torch.allclose(result.probability, torch.sigmoid(after)[:, 1], atol=1e-5)
+    assert torch.equal(result.flipped, after.argmax(1) != logits.argmax(1))
+    (a, b), = seen
+    assert a.shape == b.shape == (6, SIZE, SIZE), "their 224-px 'upscaled' maps: at the input size"
+    assert torch.equal(torch.round(a * 255), a * 255) and torch.equal(torch.round(b * 255), b * 255), "8-bit maps"
+    refined = degradation_effect(model, cam, images, "salient", similarity=recording, protocol="refined")
+    assert refined.score == "softmax_predicted" and seen[-1][0].shape[-2:] == cam(images).shape[-2:]
+
+
+def test_paper_blur_is_8_bit_and_keeps_the_salient_region_sharp(images):
+    maps = oracle(images)
+    background = salience_guided_blur(images, maps, "background", reference_size=SIZE)
+    salient = salience_guided_blur(images, maps, "salient", reference_size=SIZE)
+    eight_bit = torch.round(images * 255) / 255
+    for out in (background, salient):
+        assert torch.equal(torch.round(out * 255), out * 255)
+    core = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    core[2:12, 2:12] = True
+    far = torch.zeros_like(core)
+    far[24:, 24:] = True
+    # "sharp": levels 6.6–9.9 in the core once the map is smoothed (σ ≤ 0.134 px, radius ≤ 1), but
+    # scipy's uint8 truncation of even such a blur takes a grey level off where its tail tips below
+    assert (background[..., core] - eight_bit[..., core]).abs().max() <= 2 / 255 + 1e-6
+    assert (salient[..., core] - images[..., core]).abs().mean() > 0.05
+    assert (background[..., far] - images[..., far]).abs().mean() > 0.05
+    assert (salient[..., far] - eight_bit[..., far]).abs().max() <= 2 / 255 + 1e-6
+
+
+def test_deletion_curve_records_the_chosen_score(images):
+    model = RegionTextureModel(SIZE)
+    curve = deletion_curve(model, oracle(images), images, reference_size=SIZE, score="sigmoid_synthetic")
+    assert curve.score == "sigmoid_synthetic" and deletion_curve(model, oracle(images), images).score == (
+        "softmax_predicted"
+    )
+    with torch.no_grad():
+        assert torch.allclose(curve.probability[:, 0], torch.sigmoid(model(images))[:, 1])
+    with pytest.raises(ValueError, match="unknown `score`"):
+        deletion_curve(model, oracle(images), images, score="logit")
+
+
+def test_unknown_protocol_is_an_error(images):
+    with pytest.raises(ValueError, match="unknown `protocol`"):
+        salience_guided_blur(images, oracle(images), protocol="authors")

@@ -25,6 +25,7 @@ from salience_lib.engine.sources import open_source
 from salience_lib.engine.step import ModelMeasures
 from salience_lib.engine.subjects import subjects_from
 from salience_lib.measures.accumulator import Accumulator, summary_of
+from salience_lib.protocol import PAPER_TRANSFORMS
 from salience_lib.report import ReportError, ReportSettings, resolve_runs, run_report
 from salience_lib.runtime import distributed as dist_utils
 from salience_lib.similarity import ssim
@@ -113,7 +114,7 @@ def test_json_schema(single: tuple[Path, dict], runs_dir: Path) -> None:
         assert shift["in_set_groups"] == ["real", "seen"]
         assert set(shift["groups"]) == {"real", "seen", "unseen", "nonface"}
         assert sum(g["n"] for g in shift["groups"].values()) == LIMIT + result["data"]["groups"]["nonface"]
-        assert len(model["geometric"]) == 14 + 2  # transforms, their mean, n
+        assert len(model["geometric"]) == len(PAPER_TRANSFORMS) + 2  # transforms, their mean, n
         assert set(model["degradation"]) == {
             "background", "salient", "random_background", "random_salient", "deletion", "deletion_random",
         }  # fmt: skip

@@ -187,6 +187,48 @@ def test_bf16_autocast_sgd_step_schedule(data, tmp_path) -> None:
     assert [h["lr"] for h in side["history"]] == pytest.approx([0.01, 0.001])
 
 
+def test_loss_names_pick_their_features_and_loss(data) -> None:
+    """``cyborg``: the authors' loss at the small CNN's last conv; ``cyborg_pooled``: the earlier variant."""
+    from salience_lib.training.losses import cyborg_loss, cyborg_pooled_loss, forward_with_features
+
+    batch = tuple(torch.stack([torch.as_tensor(data[0][i][k]) for i in range(8)]) for k in range(3))
+    for loss in ("cyborg", "cyborg_pooled", "xent"):
+        with torch.random.fork_rng():
+            run = training_loop._make_run(tiny_config(loss=loss, device="cpu"), SIZE, steps_per_epoch=1)
+        run.model.train()
+        total, ce, cam = training_loop._loss(run, batch)
+        x, y, ann = batch
+        if loss == "cyborg":
+            assert run.cam_layer is run.model.features[-1][0]  # the last conv, before its BN and ReLU
+            logits, feats = forward_with_features(run.model, x, run.cam_layer)
+            expected = cyborg_loss(logits, feats, run.model.fc.weight, y, ann)
+        elif loss == "cyborg_pooled":
+            assert run.cam_layer is None
+            logits, feats = run.model.forward_features(x)
+            expected = cyborg_pooled_loss(logits, feats, run.model.fc.weight, y, ann)
+        else:
+            assert run.cam_layer is None and cam is None
+            continue
+        for got, want in zip((total, ce, cam), expected, strict=True):
+            torch.testing.assert_close(got, want)
+
+
+def test_paper_optimizer_trains_without_flips(data, tmp_path, monkeypatch) -> None:
+    def no_flips(*args):
+        raise AssertionError("optimizer='paper' trains without augmentation")
+
+    monkeypatch.setattr(training_loop, "random_hflip", no_flips)
+    config = tiny_config(loss="cyborg_pooled", optimizer="paper", epochs=2)
+    run_dir = _train(config, data, tmp_path)
+    assert run_dir.name.startswith("cyborg_pooled-small_cnn-s0-")
+    side = json.loads((run_dir / SIDECAR_FILE).read_text())
+    assert (side["loss"], side["alpha"], side["config"]["optimizer"]) == ("cyborg_pooled", 0.5, "paper")
+    assert (side["config"]["momentum"], side["config"]["weight_decay"], side["config"]["hflip"]) == (0.9, 1e-6, False)
+    assert [h["lr"] for h in side["history"]] == [0.005, 0.005]  # x 0.1 only after epoch 12
+    assert all(isinstance(h["train_cam"], float) for h in side["history"])
+    assert find_runs(tmp_path, loss="cyborg") == []
+
+
 def test_cli_train_runs_seeds_and_reuses(data, tmp_path, monkeypatch) -> None:
     root = tmp_path / "faces"
     root.mkdir()

@@ -46,7 +46,8 @@ def result_value(model: Mapping[str, Any], path: str) -> Any:
 
 
 def headline_table(
-    result: Mapping[str, Any], columns: Mapping[str, str] = HEADLINE, statistic: str = "mean"
+    result: Mapping[str, Any], columns: Mapping[str, str] = HEADLINE, statistic: str = "mean",
+    *, skip_missing: bool = False,
 ) -> pd.DataFrame:
     """One row per model: ``loss`` (the recipe), ``seed``, ``statistic`` of each column, and ``(d) stability``.
 
@@ -54,6 +55,7 @@ def headline_table(
         result: what :func:`salience_lib.evaluate` or the report returned.
         columns: label → dotted path of a summary (:data:`HEADLINE`).
         statistic: ``mean``, ``ci_low``, ``ci_high`` or ``n`` of each summary.
+        skip_missing: a column whose measure was not run (``measures=``) is NaN instead of a KeyError.
     """
     import pandas as pd
 
@@ -64,7 +66,13 @@ def headline_table(
     rows = {}
     for name, model in result["models"].items():
         row = {"loss": model.get("loss") or model.get("recipe"), "seed": model.get("seed")}
-        row |= {label: float(result_value(model, path)[statistic]) for label, path in columns.items()}
+        for label, path in columns.items():
+            try:
+                row[label] = float(result_value(model, path)[statistic])
+            except KeyError:
+                if not skip_missing:
+                    raise
+                row[label] = float("nan")
         row["(d) stability"] = stability.get(name, float("nan"))
         rows[name] = row
     return pd.DataFrame(rows).T.astype({label: float for label in [*columns, "(d) stability"]})

@@ -34,6 +34,7 @@ from salience_lib.engine.subjects import Models, Subject, subjects_from
 from salience_lib.measures.accumulator import ValuesAccumulator
 from salience_lib.measures.out_of_set import DistributionShiftAccumulator
 from salience_lib.measures.stability import StabilityAccumulator, set_similarity
+from salience_lib.protocol import Protocol
 from salience_lib.runtime import distributed as dist_utils
 from salience_lib.runtime.memory import release_free_memory
 from salience_lib.similarity import SIMILARITIES
@@ -263,6 +264,7 @@ def evaluate(
     progress: bool = True,
     measures: tuple[str, ...] | None = None,
     image_size: int | None = None,
+    protocol: str | Protocol = "paper",
 ) -> dict[str, Any] | None:
     """Every measure for every model, one streaming pass over the data per model (SPEC §3).
 
@@ -274,6 +276,9 @@ def evaluate(
             ``(image, label[, annotation])``.
         split, csv, limit, batch_size, device, map_size, similarity, seed, amp, measures,
             image_size: see :class:`~salience_lib.engine.settings.EngineSettings`.
+        protocol: ``"paper"`` (default: the authors' steps), ``"refined"`` (ours) or a
+            :class:`~salience_lib.protocol.Protocol`; the choices each makes are
+            :mod:`salience_lib.protocol`'s.
         progress: show progress bars.
 
     Returns:
@@ -287,7 +292,8 @@ def evaluate(
     chosen = {} if measures is None else {"measures": tuple(measures)}
     settings = EngineSettings(
         split=split, csv=csv, limit=limit, batch_size=batch_size, device=device, map_size=map_size,
-        similarity=similarity, seed=seed, amp=amp or "none", progress=progress, image_size=image_size, **chosen,
+        similarity=similarity, seed=seed, amp=amp or "none", progress=progress, image_size=image_size,
+        protocol=protocol, **chosen,
     )
     subjects = subjects_from(models)
     context = dist_utils.setup(settings.device)

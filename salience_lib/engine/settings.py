@@ -11,15 +11,14 @@ from typing import Any
 
 from salience_lib import __version__
 from salience_lib.measures.degradation import DEFAULT_FRACTIONS
-from salience_lib.measures.out_of_set import SALT_AND_PEPPER_FRACTIONS
+from salience_lib.protocol import PROTOCOLS, Protocol, get_protocol
 from salience_lib.runtime.device import AMP_DTYPES
 from salience_lib.similarity import SIMILARITIES
-from salience_lib.transforms import DEFAULT_TRANSFORMS
 
 __all__ = ["DEGRADATION_MODES", "ENGINE_VERSION", "MEASURES", "SPLITS", "EngineSettings", "SettingsError"]
 
 # Bump when a change of the engine changes the numbers for given settings (invalidates cached results).
-ENGINE_VERSION = 3  # 3: 16-bit images scaled, shift groups from folders, partial heatmaps
+ENGINE_VERSION = 4  # 4: protocols ("paper" default); 3: 16-bit images scaled, shift groups from folders
 SPLITS = ("train", "val", "test")
 MEASURES = ("entropy", "out_of_set", "geometric", "stability", "degradation")
 """The five measures (a)–(e); accuracy and the ground-truth checks (annotations, masks) come with every run."""
@@ -49,6 +48,10 @@ class EngineSettings:
             none of which is named, the Real images' groups).
         measures: which of :data:`MEASURES` to run (the clean pass always runs: entropy, accuracy,
             ground truth and the maps of stability cost nothing extra).
+        protocol: ``"paper"`` (the authors' steps, the default) or ``"refined"`` (ours), see
+            :mod:`salience_lib.protocol` — or a :class:`~salience_lib.protocol.Protocol` of your own
+            (e.g. ``dataclasses.replace(PAPER, blur_border="replicate")``, to measure what one step
+            changes); every field of it is part of a cache key.
         batch_size, num_workers, device, progress: execution only; not part of a cache key (the
             batch size can move float32 results in the last digits).
     """
@@ -63,6 +66,7 @@ class EngineSettings:
     seed: int = 0
     in_set_groups: tuple[str, ...] = ("real", "seen")
     measures: tuple[str, ...] = MEASURES
+    protocol: str | Protocol = "paper"
     batch_size: int = 64
     num_workers: int = 0
     device: str = "auto"
@@ -74,6 +78,8 @@ class EngineSettings:
         if self.amp is None:
             object.__setattr__(self, "amp", "none")
         choices = {"split": SPLITS, "similarity": tuple(SIMILARITIES), "amp": tuple(AMP_DTYPES)}
+        if not isinstance(self.protocol, Protocol):
+            choices["protocol"] = tuple(PROTOCOLS)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingsError(f"unknown `{name}` (--{name}) {getattr(self, name)!r}; choose from {list(allowed)}")
@@ -91,14 +97,19 @@ class EngineSettings:
         """Whether ``measure`` is among the chosen ones."""
         return measure in self.measures
 
+    @property
+    def chosen_protocol(self) -> Protocol:
+        """The :class:`~salience_lib.protocol.Protocol` named by ``protocol`` (or ``protocol`` itself)."""
+        return get_protocol(self.protocol)
+
     def measured(self) -> dict[str, Any]:
         """The settings that change the numbers, with the protocol's constants (a cache key's input)."""
         chosen = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _EXECUTION_FIELDS}
+        chosen["protocol"] = self.chosen_protocol.name
         return chosen | {
             "measures": sorted(self.measures),
             "salience": "gradcam (predicted class, automatic target layer)",
-            "salt_and_pepper_fractions": list(SALT_AND_PEPPER_FRACTIONS),
-            "transforms": list(DEFAULT_TRANSFORMS),
+            "protocol_steps": self.chosen_protocol.describe(),
             "degradation_modes": list(DEGRADATION_MODES),
             "deletion_fractions": list(DEFAULT_FRACTIONS),
             "degradation_reference_size": 224,

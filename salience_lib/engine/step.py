@@ -9,13 +9,14 @@ measure                     what it adds per image                              
 (a) entropy, ground truth   entropy of the clean map; accuracy, AUCs; mask mass,          1
                             pointing game, annotation agreement (clean maps only)
 (b) salt-and-pepper         Grad-CAM of 7 noisy copies (severity 0 is the clean pass)     7
-(c) geometric               Grad-CAM of 14 transformed copies                             14
+(c) geometric               Grad-CAM of 14 (``"paper"``: 12) transformed copies           14
 (e) guided degradation      Grad-CAM of 4 degraded copies (2 modes × salience/random)     4
 (e) deletion                forwards at 10 fractions > 0 × 2 rankings                     20
 (d) stability, (b) shift    the clean native maps are kept (h·w floats per image)         0
 ==========================  ===========================================================  ======
 
-— 46 passes per image and model; a non-face image costs one pass (its clean map). The kept maps
+— 46 passes per image and model (44 under the ``"paper"`` protocol, 12 transforms); a non-face
+image costs one pass (its clean map). The kept maps
 feed distribution shift after the pass (their similarity to the model's mean in-set map, which is
 only known then) and cross-run stability across models (:mod:`salience_lib.engine.run`).
 
@@ -39,8 +40,8 @@ from salience_lib.engine.settings import DEGRADATION_MODES, EngineSettings
 from salience_lib.engine.sources import Batch, Source
 from salience_lib.engine.subjects import Subject
 from salience_lib.imaging import check_unit_images, outside_unit_range
-from salience_lib.inference import probabilities
-from salience_lib.maps import check_finite, minmax_normalise, resize_maps
+from salience_lib.inference import get_score, probabilities
+from salience_lib.maps import check_finite, minmax_normalise, quantise, resize_maps
 from salience_lib.measures.accumulator import ValuesAccumulator
 from salience_lib.measures.degradation import (
     DegradationAccumulator,
@@ -53,7 +54,6 @@ from salience_lib.measures.entropy import EntropyAccumulator
 from salience_lib.measures.geometric import GeometricAccumulator, geometric_consistency
 from salience_lib.measures.ground_truth import DetectionAccumulator, LocalisationAccumulator
 from salience_lib.measures.out_of_set import (
-    SALT_AND_PEPPER_FRACTIONS,
     MeanMapAccumulator,
     PerturbationAccumulator,
     perturbation_curve,
@@ -100,9 +100,11 @@ class ModelMeasures:
             subject, model, source, settings, similarity,
         )
         self._check_parameters()
+        self.protocol = settings.chosen_protocol
+        self.score = get_score(self.protocol.score)
         self.cam = GradCAM(model, autocast_dtype=amp_dtype(settings.amp))
         self.size = None if settings.map_size is None else (settings.map_size, settings.map_size)
-        self.explainer = self.cam.at(self.size)
+        self.explainer = self.cam.at(self.size, bits=self.protocol.map_bits)
         self.native_size: tuple[int, int] | None = None
         groups = source.groups
         self.entropy = {kind: EntropyAccumulator(kind) for kind in ENTROPY_KINDS}
@@ -111,9 +113,9 @@ class ModelMeasures:
         self.annotation = ValuesAccumulator(["agreement"]) if source.annotations else None
         self.mean_map: MeanMapAccumulator | None = None
         runs = settings.runs
-        curve = PerturbationAccumulator("salt_and_pepper", SALT_AND_PEPPER_FRACTIONS)
+        curve = PerturbationAccumulator("salt_and_pepper", self.protocol.noise_amounts)
         self.curve = curve if runs("out_of_set") else None
-        self.geometric = GeometricAccumulator() if runs("geometric") else None
+        self.geometric = GeometricAccumulator(self.protocol.transforms) if runs("geometric") else None
         self.single = {
             f"{kind}{mode}": DegradationAccumulator(mode) for kind in ("", "random_") for mode in DEGRADATION_MODES
         } if runs("degradation") else {}
@@ -203,11 +205,12 @@ class ModelMeasures:
         start = time.perf_counter()
         self._check_inputs(batch)
         explained = self.cam.explain(batch.images)
-        native, clean = explained.maps, probabilities(explained.logits)
+        native, clean = explained.maps, self.score.scores(explained.logits)
         self._check_clean(batch, explained.logits, native)
         if self.native_size is None:
             self._check_size(native)
-        maps = maps_at(native, self.size)
+        bits = self.protocol.map_bits  # the "paper" protocol's measures read 8-bit maps
+        native, maps = quantise(native, bits), quantise(maps_at(native, self.size), bits)
         self._kept.append((batch.index.cpu(), native.cpu(), batch.group.cpu()))
         if batch.nonface:
             self._timed("clean", start)
@@ -216,7 +219,7 @@ class ModelMeasures:
             for acc in self.entropy.values():
                 acc.update(maps)
         with self._measuring("ground truth", batch):
-            self.detection.update(clean, batch.labels, batch.group, batch.shortcut)
+            self.detection.update(probabilities(explained.logits), batch.labels, batch.group, batch.shortcut)
             if self.localisation is not None and batch.mask is not None:
                 self.localisation.update(maps, batch.mask, batch.group)
         if self.annotation is not None and batch.annotation is not None and bool(batch.annotated.any()):
@@ -230,19 +233,21 @@ class ModelMeasures:
         start = self._timed("clean", start)
         shared = {"clean_maps": maps, "clean_probabilities": clean}
         if self.curve is not None:
-            family = dist_utils.indexed_salt_and_pepper(batch.index, self.settings.seed)
+            per_channel = self.protocol.noise == "per_element"
+            family = dist_utils.indexed_salt_and_pepper(batch.index, self.settings.seed, per_channel)
             with self._measuring("out_of_set (salt_and_pepper)", batch):
                 self.curve.update(
                     perturbation_curve(
-                        self.model, self.explainer, batch.images, family, SALT_AND_PEPPER_FRACTIONS,
-                        self.similarity, **shared,
+                        self.model, self.explainer, batch.images, family, self.protocol.noise_amounts,
+                        self.similarity, score=self.score, **shared,
                     )
                 )
             start = self._timed("out_of_set", start)
         if self.geometric is not None:
             with self._measuring("geometric", batch):
                 scores = geometric_consistency(
-                    self.explainer, batch.images, similarity=self.similarity, clean_maps=maps
+                    self.explainer, batch.images, self.protocol.transforms, self.similarity, clean_maps=maps,
+                    mask_out_of_frame=self.protocol.mask_out_of_frame, upsample=self.protocol.upsample,
                 )
                 self.geometric.update(scores)
             start = self._timed("geometric", start)
@@ -264,12 +269,15 @@ class ModelMeasures:
         for mode in DEGRADATION_MODES:
             for kind, guide in (("", None), ("random_", noise)):
                 effect = degradation_effect(
-                    self.model, self.explainer, batch.images, mode, self.similarity, guide, **shared
+                    self.model, self.explainer, batch.images, mode, self.similarity, guide,
+                    protocol=self.protocol, **shared,
                 )
                 self.single[f"{kind}{mode}"].update(effect)
         blurred = deletion_blur(batch.images)  # one blur, two rankings
         for key, guide in (("deletion", maps), ("deletion_random", noise)):
-            curve = deletion_curve(self.model, guide, batch.images, clean_probabilities=clean, blurred=blurred)
+            curve = deletion_curve(
+                self.model, guide, batch.images, clean_probabilities=clean, blurred=blurred, score=self.score
+            )
             self.deletion[key].update(curve)
 
     # -- after the pass -----------------------------------------------------------------------------

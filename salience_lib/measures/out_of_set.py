@@ -4,8 +4,11 @@
 similarity of the salience of the perturbed image to the salience of the clean image, and the change
 of the probability of the class predicted on the clean image. The per-model summary is the area
 under the similarity-vs-severity curve, normalised by the severity range to [0, 1] (1 = salience
-never moves). The paper's protocol is salt-and-pepper noise at
-:data:`SALT_AND_PEPPER_FRACTIONS` (Crum et al. 2023, §IV-B).
+never moves; a summary of ours, the authors report the curves). The paper's protocol is
+salt-and-pepper noise at :data:`SALT_AND_PEPPER_FRACTIONS` (Crum et al. 2023, §IV-B), per element
+(``per_channel=True``, skimage's ``random_noise``), scored by σ(logit of class 1) — the
+``"paper"`` :class:`~salience_lib.protocol.Protocol`; ``"refined"`` uses whole grey pixels and the
+softmax probability of the clean prediction.
 
 *Distribution shift* (unseen generator families, non-face images): there is no paired clean image,
 so the distributions are compared instead — entropy of salience (:mod:`.entropy`) and the similarity
@@ -23,10 +26,12 @@ from torch import nn
 
 from salience_lib.imaging import check_unit_images, gaussian_blur, gaussian_noise
 from salience_lib.imaging import salt_and_pepper as _salt_and_pepper
+from salience_lib.inference import Score, get_score
 from salience_lib.maps import check_maps
 from salience_lib.measures.accumulator import Accumulator, summary_of
 from salience_lib.measures.entropy import salience_entropy
 from salience_lib.measures.probe import Explainer, Similarity, clean_pass, probe
+from salience_lib.protocol import SALT_AND_PEPPER_AMOUNTS
 from salience_lib.similarity import ssim
 
 __all__ = [
@@ -45,18 +50,22 @@ __all__ = [
 
 Family = Callable[[torch.Tensor, float, torch.Generator | None], torch.Tensor]
 
-SALT_AND_PEPPER_FRACTIONS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
-"""The paper's salt-and-pepper schedule (fraction of pixels replaced)."""
+SALT_AND_PEPPER_FRACTIONS: tuple[float, ...] = SALT_AND_PEPPER_AMOUNTS
+"""The paper's salt-and-pepper schedule (``amount`` of skimage's ``random_noise``)."""
 
 
-def salt_and_pepper(images: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace a ``fraction`` of pixel positions per image by black or white (see :mod:`salience_lib.imaging`).
+def salt_and_pepper(
+    images: torch.Tensor, fraction: float, generator: torch.Generator | None = None, per_channel: bool = False
+) -> torch.Tensor:
+    """Replace a ``fraction`` of pixels (``per_channel``: of elements, the authors' noise) by black or white.
+
+    See :func:`salience_lib.imaging.salt_and_pepper`.
 
     Raises:
         ValueError: images outside [0, 1] or not finite — salt is 1 and pepper 0, so a 0–255 or
             normalised batch would not be perturbed as intended.
     """
-    return _salt_and_pepper(images, fraction, generator)
+    return _salt_and_pepper(images, fraction, generator, per_channel)
 
 
 FAMILIES: dict[str, tuple[Family, tuple[float, ...]]] = {
@@ -87,9 +96,10 @@ class PerturbationCurve:
         family: the family's name.
         severities: ``(S,)``.
         similarity: ``(B, S)`` similarity of S(perturbed) to S(clean).
-        probability: ``(B, S)`` probability of the clean prediction on the perturbed image.
+        probability: ``(B, S)`` score of the target class on the perturbed image (the softmax
+            probability of the clean prediction, or the authors' σ(logit 1): ``score``).
         clean_probability: ``(B,)`` the same on the clean image.
-        targets: ``(B,)`` the class predicted on the clean image.
+        targets: ``(B,)`` the class whose score is recorded.
     """
 
     family: str
@@ -139,6 +149,7 @@ def perturbation_curve(
     *,
     clean_maps: torch.Tensor | None = None,
     clean_probabilities: torch.Tensor | None = None,
+    score: str | Score = "softmax_predicted",
 ) -> PerturbationCurve:
     """Similarity of salience and probability of the clean prediction along a severity schedule.
 
@@ -153,8 +164,11 @@ def perturbation_curve(
         severities: increasing schedule; default the family's (the paper's for salt-and-pepper).
         similarity: map similarity ``(a, b) -> (B,)``.
         generator: optional generator for the random families.
-        clean_maps, clean_probabilities: ``explainer(images)`` and the model's ``(B, K)``
-            probabilities on ``images``, when the caller already has them (no clean pass then).
+        clean_maps, clean_probabilities: ``explainer(images)`` and the model's ``(B, K)`` scores
+            (``score``'s) on ``images``, when the caller already has them (no clean pass then).
+        score: what is recorded of the model's output (:class:`salience_lib.inference.Score`):
+            ``"softmax_predicted"`` — the softmax probability of the class predicted on the clean
+            image (ours); ``"sigmoid_synthetic"`` — σ(logit of class 1), the authors' ``PAScore``.
 
     Raises:
         ValueError: images outside [0, 1] or with NaN/inf; NaN or inf maps or probabilities (the
@@ -162,9 +176,10 @@ def perturbation_curve(
     """
     name, function, grid = _resolve_family(family, severities)
     check_unit_images(images)
-    explain = probe(model, explainer)
+    score = get_score(score)
+    explain = probe(model, explainer, score)
     clean_maps, clean_prob = clean_pass(explain, images, clean_maps, clean_probabilities)
-    targets = clean_prob.argmax(dim=1)
+    targets = score.targets(clean_prob)
     sims, probs = [], []
     for severity in grid.tolist():
         perturbed = function(images, severity, generator)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from salience_lib.inference import class_probabilities, probabilities
+from salience_lib.inference import Score, get_score
 from salience_lib.maps import check_finite, check_maps
 
 __all__ = ["Explainer", "Probe", "Similarity", "clean_pass", "probe"]
@@ -30,13 +30,17 @@ def _unwrapped(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def probe(model: nn.Module, explainer: Explainer) -> Probe:
-    """``images -> (maps (B, h, w), probabilities (B, K))``, in one pass when the explainer allows it.
+def probe(model: nn.Module, explainer: Explainer, score: str | Score = "softmax_predicted") -> Probe:
+    """``images -> (maps (B, h, w), scores (B, K))``, in one pass when the explainer allows it.
+
+    ``scores`` are :meth:`salience_lib.inference.Score.scores` of the logits: softmax probabilities
+    by default, the element-wise sigmoid for ``score="sigmoid_synthetic"`` (the authors' ``PAScore``).
 
     Both are checked to be finite with one host synchronisation; a ValueError says which is not,
     on which images (``what``, e.g. "the salt_and_pepper images at severity 0.05") — NaN weights or
     a NaN pixel never become all-zero maps that score as "perfect".
     """
+    score = get_score(score)
     explain = getattr(explainer, "explain", None)
     explained = getattr(explainer, "model", None)
     if callable(explain) and isinstance(explained, nn.Module) and _unwrapped(explained) is _unwrapped(model):
@@ -45,13 +49,13 @@ def probe(model: nn.Module, explainer: Explainer) -> Probe:
             maps, logits = explain(images)
             maps = check_maps(maps, "explainer output", finite=False)
             check_finite((f"the model's logits on {what}", logits), (f"the explainer's maps of {what}", maps))
-            return maps, probabilities(logits)
+            return maps, score.scores(logits)
 
         return one_pass
 
     def two_passes(images: torch.Tensor, what: str = "the images") -> tuple[torch.Tensor, torch.Tensor]:
         maps = check_maps(explainer(images), "explainer output", finite=False)
-        probs = class_probabilities(model, images)
+        probs = score.model_scores(model, images)
         check_finite((f"the model's probabilities on {what}", probs), (f"the explainer's maps of {what}", maps))
         return maps, probs
 

@@ -164,21 +164,35 @@ def indexed_uniform(indices: torch.Tensor, count: int, seed: int = 0, stream: in
     return (_indexed_bits(indices, count, seed, stream) >> 8).float() / float(1 << 24)
 
 
-def indexed_salt_and_pepper(indices: torch.Tensor, seed: int = 0) -> Callable[..., torch.Tensor]:
+def indexed_salt_and_pepper(
+    indices: torch.Tensor, seed: int = 0, per_channel: bool = False
+) -> Callable[..., torch.Tensor]:
     """Salt-and-pepper noise as in :func:`salience_lib.imaging.salt_and_pepper`, drawn per image index.
 
     Returns a perturbation family ``f(images, fraction, generator=None)`` for
-    :func:`~salience_lib.measures.out_of_set.perturbation_curve` (``generator`` is ignored): exactly
-    ``round(fraction·H·W)`` pixel positions of image ``b`` become black or white (50/50), chosen by
-    hashes of ``(seed, fraction, indices[b])``.
+    :func:`~salience_lib.measures.out_of_set.perturbation_curve` (``generator`` is ignored), with
+    its draws fixed by hashes of ``(seed, fraction, indices[b])`` — so the noise of an image does not
+    depend on the batch, the shard or the process it lands in:
+
+    * ``per_channel=True`` (the authors' skimage ``random_noise(mode="s&p")``): every element of image
+      ``b`` is replaced with probability ``fraction``, by salt or pepper with probability 1/2 each;
+    * ``per_channel=False``: exactly ``round(fraction·H·W)`` pixel positions become black or white (50/50).
     """
 
     def salt_and_pepper(images: torch.Tensor, fraction: float, generator: object = None) -> torch.Tensor:
-        batch, _, height, width = images.shape
+        batch, channels, height, width = images.shape
+        stream = 2 * round(float(fraction) * 1e6) + 1
+        if per_channel:
+            if float(fraction) == 0.0:
+                return images.clone()
+            size = channels * height * width
+            flipped = indexed_uniform(indices, size, seed, stream) < float(fraction)
+            salt = indexed_uniform(indices, size, seed, stream + 1) < 0.5
+            noisy = torch.where(flipped, salt.to(images.dtype), images.reshape(batch, size))
+            return noisy.view(batch, channels, height, width)
         count = round(float(fraction) * height * width)
         if count == 0:
             return images.clone()
-        stream = 2 * round(float(fraction) * 1e6) + 1
         order = _indexed_bits(indices, height * width, seed, stream).argsort(dim=1, stable=True)
         chosen = (order.argsort(dim=1) < count).view(batch, 1, height, width)
         salt = indexed_uniform(indices, height * width, seed, stream + 1) < 0.5

@@ -16,7 +16,7 @@ from torch import nn
 
 from salience_lib.imaging import check_images
 from salience_lib.inference import eval_mode
-from salience_lib.maps import minmax_normalise, resize_maps
+from salience_lib.maps import minmax_normalise, quantise, resize_maps
 from salience_lib.models.checkpoints import unwrap_model, unwrap_name
 from salience_lib.salience.tokens import Reshape, grid_reshape, partition_reshape, probe_layers
 
@@ -178,9 +178,12 @@ class SalienceMethod(abc.ABC):
             raw = resize_maps(raw, size)
         return Explanation(minmax_normalise(raw).detach(), logits.detach().float())
 
-    def at(self, size: Size = None) -> SizedExplainer:
-        """This method bound to an output ``size``: an explainer ``images -> maps`` with ``explain``."""
-        return SizedExplainer(self, size)
+    def at(self, size: Size = None, bits: int | None = None) -> SizedExplainer:
+        """This method bound to an output ``size``: an explainer ``images -> maps`` with ``explain``.
+
+        ``bits=8``: its maps are the 8-bit maps the authors saved (:func:`salience_lib.maps.quantise`).
+        """
+        return SizedExplainer(self, size, bits)
 
     @abc.abstractmethod
     def _raw_maps(self, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,8 +294,8 @@ class SizedExplainer:
     ``model`` is the measured model, they take the probabilities from the same pass.
     """
 
-    def __init__(self, method: SalienceMethod, size: Size = None) -> None:
-        self.method, self.size = method, size
+    def __init__(self, method: SalienceMethod, size: Size = None, bits: int | None = None) -> None:
+        self.method, self.size, self.bits = method, size, bits
 
     @property
     def model(self) -> nn.Module:
@@ -300,8 +303,11 @@ class SizedExplainer:
         return self.method.model
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.method.explain(images, size=self.size).maps
+        return self.explain(images).maps
 
     def explain(self, images: torch.Tensor) -> Explanation:
-        """Maps at ``size`` (predicted class) and logits of one pass."""
-        return self.method.explain(images, size=self.size)
+        """Maps at ``size`` (predicted class; 8-bit with ``bits=8``) and logits of one pass."""
+        explained = self.method.explain(images, size=self.size)
+        if self.bits is None:
+            return explained
+        return Explanation(quantise(explained.maps, self.bits), explained.logits)

@@ -53,7 +53,13 @@ from salience_lib.training.batches import (
     random_hflip,
 )
 from salience_lib.training.config import TrainConfig, config_from_args, derive_seed, recipe_hash
-from salience_lib.training.losses import cyborg_loss, xent_loss
+from salience_lib.training.losses import (
+    cam_feature_layer,
+    cyborg_loss,
+    cyborg_pooled_loss,
+    forward_with_features,
+    xent_loss,
+)
 
 __all__ = ["EpochCallback", "main_train", "train_on", "train_one", "train_runs"]
 
@@ -76,6 +82,8 @@ class _Run:
     image_size: int
     history: list[dict[str, Any]]
     start_epoch: int = 0
+    cam_layer: nn.Module | None = None
+    """Where the ``cyborg`` loss takes its CAM features (:func:`cam_feature_layer`); None otherwise."""
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -101,7 +109,7 @@ def _make_run(config: TrainConfig, size: int, steps_per_epoch: int) -> _Run:
     params = model.parameters()
     if config.optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    else:
+    else:  # "sgd", or "paper": SGD whose fields TrainConfig already set to the authors' values
         opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     if config.schedule == "onecycle":
         total = config.epochs * steps_per_epoch
@@ -113,7 +121,8 @@ def _make_run(config: TrainConfig, size: int, steps_per_epoch: int) -> _Run:
     else:
         sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    return _Run(config, device, model, opt, sched, scaler, size, history=[])
+    cam_layer = cam_feature_layer(model, config.arch) if config.loss == "cyborg" else None
+    return _Run(config, device, model, opt, sched, scaler, size, history=[], cam_layer=cam_layer)
 
 
 def _resume(run: _Run, run_dir: Path, rhash: str) -> None:
@@ -164,15 +173,22 @@ def _save_resume(run: _Run, run_dir: Path, rhash: str, epoch: int) -> None:
 
 
 def _loss(run: _Run, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(total, ce, cam term or None)`` of one batch: ``cyborg`` with the CAM features of
+    :func:`cam_feature_layer`, ``cyborg_pooled`` with the pooled features."""
     x, y = run.to_device(batch[0]), run.to_device(batch[1])
+    loss = run.config.loss
     with run.autocast():
-        logits, feats = run.model.forward_features(x)
-    if run.config.loss == "xent":
+        if run.cam_layer is not None:
+            logits, feats = forward_with_features(run.model, x, run.cam_layer)
+        else:
+            logits, feats = run.model.forward_features(x)
+    if loss == "xent":
         ce = xent_loss(logits, y)
         return ce, ce, None
     if len(batch) < 3:
-        raise ValueError("the cyborg loss needs annotations: items must be (image, label, annotation)")
-    return cyborg_loss(logits, feats, run.model.fc.weight, y, run.to_device(batch[2]), run.config.alpha)
+        raise ValueError(f"the {loss} loss needs annotations: items must be (image, label, annotation)")
+    cyborg = cyborg_loss if loss == "cyborg" else cyborg_pooled_loss
+    return cyborg(logits, feats, run.model.fc.weight, y, run.to_device(batch[2]), run.config.alpha)
 
 
 def _train_epoch(run: _Run, data: Dataset, epoch: int, bar: tqdm) -> dict[str, float | None]:
@@ -200,7 +216,7 @@ def _train_epoch(run: _Run, data: Dataset, epoch: int, bar: tqdm) -> dict[str, f
     if cfg.schedule != "onecycle":
         run.scheduler.step()
     loss, ce, cam = (sums / max(count, 1)).tolist()
-    cam = cam if cfg.loss == "cyborg" else None
+    cam = cam if cfg.loss != "xent" else None
     return {"train_loss": loss, "train_ce": ce, "train_cam": cam, "lr": lr}
 
 
@@ -234,7 +250,7 @@ def _sidecar(run: _Run, rhash: str, data_hash: str, epoch: int, complete: bool) 
         "format": SIDECAR_FORMAT,
         "arch": cfg.arch,
         "loss": cfg.loss,
-        "alpha": cfg.alpha if cfg.loss == "cyborg" else None,
+        "alpha": cfg.alpha if cfg.loss != "xent" else None,
         "seed": cfg.seed,
         "image_size": run.image_size,
         "classes": list(CLASSES),
@@ -371,11 +387,11 @@ def _fit(
 
 
 def _load_datasets(config: TrainConfig, data_root: str | Path) -> tuple[Dataset, Dataset | None]:
-    """The ``train`` split (with annotations for CYBORG) and the ``val`` split, or None without one."""
+    """The ``train`` split (with annotations for the CYBORG losses) and the ``val`` split, or None."""
     from salience_lib.data import CSV_NAME, CsvImageDataset, read_csv
 
     size = config.image_size
-    train = CsvImageDataset(data_root, "train", image_size=size, annotations=config.loss == "cyborg")
+    train = CsvImageDataset(data_root, "train", image_size=size, annotations=config.loss != "xent")
     has_val = any(e.split == "val" for e in read_csv(Path(data_root) / CSV_NAME))
     val = CsvImageDataset(data_root, "val", image_size=size, annotations=False) if has_val else None
     return train, val
