@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from salience_lib.maps import from_uint8, minmax_normalise, resize_maps, to_uint8
+from salience_lib.maps import minmax_normalise, upsample_maps
 
 __all__ = [
     "BLUR_TILES",
@@ -276,31 +276,6 @@ def _gaussian_blur(values: torch.Tensor, sigma: float, truncate: float = 4.0, bo
         return rows @ (values @ cols.T)
     first = _cast(rows @ work, float(sigma), exact, truncate)  # axis 0 first, as scipy
     return _cast(first @ cols.T, float(sigma), exact, truncate).to(values.dtype)
-
-
-def upsample_maps(
-    maps: torch.Tensor, size: tuple[int, int], upsample: Literal["pil_bicubic", "bilinear"], bits: int | None = None
-) -> torch.Tensor:
-    """``(B, h, w)`` maps in [0, 1] brought to ``size`` the way a protocol's ``upsample`` names.
-
-    ``"pil_bicubic"``: the authors' "upscaled" file — the map truncated to 8 bits
-    (:func:`~salience_lib.maps.to_uint8`), resized by PIL's 8-bit bicubic
-    (:func:`~salience_lib.resize.pil_resize`), ``k / 255``. ``"bilinear"``: torch's bilinear resize
-    (:func:`~salience_lib.maps.resize_maps`), then truncated to 8 bits when ``bits=8``. A map already
-    at ``size`` is not resampled (PIL's resize to the same size is a copy).
-    """
-    size = (int(size[0]), int(size[1]))
-    if upsample == "pil_bicubic":
-        levels = from_uint8(to_uint8(maps))
-        if tuple(maps.shape[-2:]) == size:
-            return levels
-        from salience_lib.resize import pil_resize
-
-        return pil_resize(levels, size, "bicubic", bits=8).float()
-    if upsample != "bilinear":
-        raise ValueError(f"`upsample` must be 'pil_bicubic' or 'bilinear', got {upsample!r}")
-    resized = resize_maps(maps.float(), size)
-    return resized if bits is None else from_uint8(to_uint8(resized))
 
 
 def blur_levels(

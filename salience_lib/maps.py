@@ -150,23 +150,30 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int] | int, mode: str = "bi
     return F.interpolate(maps[:, None], size=size, mode=mode, **kwargs)[:, 0]
 
 
-def upsample_maps(maps: torch.Tensor, size: tuple[int, int], how: str = "bilinear") -> torch.Tensor:
-    """``(B, h, w)`` maps at ``size`` — ``how`` = ``"bilinear"`` (torch, float; :func:`resize_maps`) or
-    ``"pil_bicubic"``: the authors' "upscaled" map, PIL's bicubic resize of the 8-bit map, rounded to
-    8 bits (:func:`salience_lib.resize.pil_resize`), as ``k/255`` floats.
+def upsample_maps(
+    maps: torch.Tensor, size: tuple[int, int], how: str = "bilinear", bits: int | None = None
+) -> torch.Tensor:
+    """``(B, h, w)`` maps in [0, 1] brought to ``size`` the way a protocol's ``upsample`` names.
+
+    ``"pil_bicubic"``: the authors' "upscaled" file — the map truncated to 8 bits (:func:`quantise`),
+    resized by PIL's 8-bit bicubic (:func:`salience_lib.resize.pil_resize`, equal to Pillow), as
+    ``k / 255`` floats; a map already at ``size`` is not resampled (PIL's resize to the same size is a
+    copy). ``"bilinear"``: torch's bilinear resize (:func:`resize_maps`), then truncated to 8 bits when
+    ``bits=8``. NaN stays NaN for the checks that name it.
 
     (:attr:`salience_lib.protocol.Protocol.upsample`.)
     """
     size = (int(size[0]), int(size[1]))
-    if how == "bilinear":
-        return resize_maps(maps.float(), size)
     if how == "pil_bicubic":
+        levels = quantise(maps, 8)
+        if tuple(maps.shape[-2:]) == size:
+            return levels
         from salience_lib.resize import pil_resize
 
-        if tuple(maps.shape[-2:]) == size:
-            return quantise(maps, 8)
-        return pil_resize(quantise(maps, 8), size, "bicubic", bits=8)
-    raise ValueError(f"`how` must be 'bilinear' or 'pil_bicubic', got {how!r}")
+        return pil_resize(levels, size, "bicubic", bits=8).float()
+    if how != "bilinear":
+        raise ValueError(f"`upsample` must be 'pil_bicubic' or 'bilinear', got {how!r}")
+    return quantise(resize_maps(maps.float(), size), bits)
 
 
 def pixel_ranks(maps: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,8 +14,8 @@ def test_blur_sigmas_follow_the_protocols_schedule():
     maps = torch.zeros(1, 4, 4)
     maps[0, 1:3, 1:3] = 1.0
     size = (56, 56)  # a quarter of 224: σ values scale by 1/4
-    background = blur.blur_sigmas(maps, size, "background")
-    salient = blur.blur_sigmas(maps, size, "salient")
+    background = blur.blur_sigmas(maps, size, "background", protocol="refined")
+    salient = blur.blur_sigmas(maps, size, "salient", protocol="refined")
     levels = blur_levels(maps, size, 5.0 / 4)
     assert background.shape == (1, 56, 56) and background.dtype == torch.float64
     assert torch.allclose(background, degradation.level_sigmas(0.25)[levels])
@@ -24,6 +24,19 @@ def test_blur_sigmas_follow_the_protocols_schedule():
     assert torch.allclose(salient, degradation.level_sigmas(0.25)[100 - levels]), "mode salient reverses the levels"
     with pytest.raises(ValueError, match="mode"):
         blur.blur_sigmas(maps, size, "random")
+
+
+def test_blur_sigmas_under_the_paper_protocol_equal_the_blurs_levels():
+    """The paper's levels (8-bit bicubic guide, /max, inverted map for mode salient) give the σ drawn."""
+    maps = torch.zeros(1, 4, 4)
+    maps[0, 1:3, 1:3] = 1.0
+    size = (56, 56)
+    for mode, invert in (("background", False), ("salient", True)):
+        levels = blur_levels(maps, size, 5.0 / 4, upsample="pil_bicubic", rescale="max", border="reflect",
+                             bits=8, invert=invert)  # fmt: skip
+        expected = degradation.level_sigmas(0.25)[levels]
+        assert torch.equal(blur.blur_sigmas(maps, size, mode), expected)
+    assert float(blur.blur_sigmas(maps, size, "background").min()) == 0.0
 
 
 def test_plot_blur_schedule_draws_both_modes_with_a_second_axis():

@@ -19,7 +19,8 @@ import torch
 
 from salience_lib.book.figures import show_image
 from salience_lib.book.style import PALETTE
-from salience_lib.imaging import blur_levels
+from salience_lib.blur import blur_levels
+from salience_lib.protocol import Protocol, get_protocol
 from salience_lib.measures import degradation
 
 if TYPE_CHECKING:
@@ -38,21 +39,29 @@ SMOOTHING_SIGMA = 5.0
 REFERENCE_SIZE = 224
 
 
-def blur_sigmas(maps: torch.Tensor, size: tuple[int, int], mode: str = "background") -> torch.Tensor:
+def blur_sigmas(
+    maps: torch.Tensor, size: tuple[int, int], mode: str = "background", protocol: str | Protocol = "paper"
+) -> torch.Tensor:
     """``(B, H, W)`` float64: each pixel's blur σ, in px at ``size``, when ``maps`` guide the single pass.
 
-    The maps are upsampled, smoothed, quantised to 101 levels (:func:`salience_lib.imaging.blur_levels`,
-    as :func:`~salience_lib.measures.degradation.salience_guided_blur` does) and each level mapped to
-    its σ; mode ``salient`` reverses the levels.
+    The levels come from :func:`salience_lib.blur.blur_levels` with the protocol's pieces, as
+    :func:`~salience_lib.measures.degradation.salience_guided_blur` computes them, and each level is
+    mapped to its σ (:func:`~salience_lib.measures.degradation.level_sigmas`).
 
     Raises:
         ValueError: a mode other than ``background`` or ``salient``.
     """
     if mode not in ("background", "salient"):
         raise ValueError(f"`mode` must be 'background' or 'salient', got {mode!r}")
+    chosen = get_protocol(protocol)
     scale = min(size) / REFERENCE_SIZE
-    levels = blur_levels(maps, size, SMOOTHING_SIGMA * scale).cpu()
-    if mode == "salient":
+    salient = mode == "salient"
+    levels = blur_levels(
+        maps, size, SMOOTHING_SIGMA * scale, degradation.N_LEVELS, upsample=chosen.upsample,
+        rescale=chosen.blur_levels, border=chosen.blur_border, bits=chosen.blur_bits,
+        invert=salient and chosen.salient_mode == "invert_map",
+    ).cpu()  # fmt: skip
+    if salient and chosen.salient_mode == "invert_levels":
         levels = (degradation.N_LEVELS - 1) - levels
     return degradation.level_sigmas(scale)[levels]
 
@@ -70,8 +79,10 @@ def plot_blur_schedule(ax: Axes, size: int) -> None:
     ax.legend(frameon=False, fontsize="small")
 
 
-def blur_pipeline(image: torch.Tensor, salience: torch.Tensor, map_title: str = "salience") -> Figure:
-    """Six panels: the image, its map, then per mode the σ of every pixel and the blurred image.
+def blur_pipeline(
+    image: torch.Tensor, salience: torch.Tensor, map_title: str = "salience", protocol: str | Protocol = "paper"
+) -> Figure:
+    """Six panels: the image, its map, then per mode the σ of every pixel and the blurred image (``protocol``'s blur).
 
     Args:
         image: ``(3, H, W)`` in [0, 1].
@@ -94,18 +105,20 @@ def blur_pipeline(image: torch.Tensor, salience: torch.Tensor, map_title: str = 
     show_image(axes[1], image, salience=salience, title=map_title)
     for k, mode in enumerate(("background", "salient")):
         shown = axes[2 + 2 * k].imshow(
-            blur_sigmas(salience[None], size, mode)[0].numpy(), cmap="Greys", vmin=0, vmax=top
+            blur_sigmas(salience[None], size, mode, protocol)[0].numpy(), cmap="Greys", vmin=0, vmax=top
         )
         axes[2 + 2 * k].set_title(f"σ, {mode}", fontsize="small")
         axes[2 + 2 * k].set_axis_off()
-        blurred = degradation.salience_guided_blur(image[None], salience[None].to(image.device), mode)[0]
+        guide = salience[None].to(image.device)
+        blurred = degradation.salience_guided_blur(image[None], guide, mode, protocol=protocol)[0]
         show_image(axes[3 + 2 * k], blurred, title=f"mode {mode}")
     fig.colorbar(shown, ax=list(axes), label=f"blur σ (px at {min(size)} px)", shrink=0.85)
     return fig
 
 
 def single_pass(
-    model: torch.nn.Module, explainer: Any, images: torch.Tensor, noise: torch.Tensor
+    model: torch.nn.Module, explainer: Any, images: torch.Tensor, noise: torch.Tensor,
+    protocol: str | Protocol = "paper",
 ) -> dict[str, degradation.DegradationResult]:
     """The three :data:`CONDITIONS` of the single pass for one model, each a ``degradation_effect``.
 
@@ -123,6 +136,7 @@ def single_pass(
             images,
             "salient" if condition == "random" else condition,
             maps=noise if condition == "random" else None,
+            protocol=protocol,
         )
         for condition in CONDITIONS
     }

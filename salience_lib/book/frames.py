@@ -27,6 +27,7 @@ import torch
 from salience_lib.book.figures import gallery
 from salience_lib.inference import class_probabilities
 from salience_lib.maps import minmax_normalise, resize_maps, top_fraction_mask
+from salience_lib.protocol import Protocol
 from salience_lib.measures import degradation
 from salience_lib.similarity import ssim
 from salience_lib.transforms import Transform, get_transform, transform_maps
@@ -182,6 +183,7 @@ def degradation_frame(
     seed: int = 0,
     explainer: Explainer | None = None,
     panel_size: float = 1.7,
+    protocol: str | Protocol = "paper",
 ) -> Figure:
     """One row per model: the images blurred as ``condition`` says, its new map over them, ``p before → after``.
 
@@ -198,6 +200,7 @@ def degradation_frame(
         seed: seeds the random maps.
         explainer: the explainer class (default Grad-CAM).
         panel_size: side of one panel in inches.
+        protocol: whose guided blur (:func:`~salience_lib.measures.degradation.salience_guided_blur`).
 
     Raises:
         ValueError: no models, no images, or an unknown condition.
@@ -213,7 +216,8 @@ def degradation_frame(
             clean_maps = cam(images)
             generator = torch.Generator(images.device).manual_seed(seed)
             noise = degradation.random_maps(len(images), tuple(clean_maps.shape[-2:]), generator, device=images.device)
-            degraded = degradation.salience_guided_blur(images, noise if condition == "random" else clean_maps, mode)
+            guide = noise if condition == "random" else clean_maps
+            degraded = degradation.salience_guided_blur(images, guide, mode, protocol=protocol)
             new_maps = cam(degraded)
         before = clean_prediction_probability(model, images, images)
         after = clean_prediction_probability(model, images, degraded)
