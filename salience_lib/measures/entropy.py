@@ -6,8 +6,11 @@ Two variants (Crum et al. 2023 use the first):
   grey-level histogram, divided by :math:`\\log_2 \\min(N, 256)`, the most a map of :math:`N` pixels
   can reach. It measures how many *different intensities* a map uses, not *where* salience sits: a
   map with one bright blob on a flat background scores low, but so does a map split into two flat
-  halves. Constant map → 0. (Equals ``skimage.measure.shannon_entropy`` of the 8-bit map, up to the
-  normalising constant.)
+  halves. Constant map → 0. The authors (Crum et al. 2023, Explain2Me) take
+  ``skimage.measure.shannon_entropy`` of the 8-bit map saved by truncation (``to_pil_image``) and
+  divide by :math:`\log_2 49` for their 7×7 maps — this definition exactly, for maps already
+  truncated to 8 bits (:func:`salience_lib.maps.quantise`, what the ``"paper"`` protocol's measures
+  read; ``tests/test_protocol.py`` checks it). On float maps the levels are rounded instead.
 * ``spatial`` — treat :math:`p = S / \\sum S` as a distribution over pixels:
   :math:`H = -\\sum_i p_i \\ln p_i / \\ln N`. Uniform map → 1, one hot pixel → 0. It measures how
   *spread out* the salience mass is. An all-zero map singles nothing out and is defined as 1;
