@@ -8,7 +8,7 @@ Two variants (Crum et al. 2023 use the first):
   map with one bright blob on a flat background scores low, but so does a map split into two flat
   halves. Constant map → 0. The authors (Crum et al. 2023, Explain2Me) take
   ``skimage.measure.shannon_entropy`` of the 8-bit map saved by truncation (``to_pil_image``) and
-  divide by :math:`\log_2 49` for their 7×7 maps — this definition exactly, for maps already
+  divide by :math:`\\log_2 49` for their 7×7 maps — this definition exactly, for maps already
   truncated to 8 bits (:func:`salience_lib.maps.quantise`, what the ``"paper"`` protocol's measures
   read; ``tests/test_protocol.py`` checks it). On float maps the levels are rounded instead.
 * ``spatial`` — treat :math:`p = S / \\sum S` as a distribution over pixels:
